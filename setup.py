@@ -1,4 +1,4 @@
-"""Installs audiollm-lobes: reusable lobes that teach frozen text LLMs to listen."""
+"""Installs audiollm-lobes: lobes that teach frozen text LLMs to listen."""
 
 from setuptools import find_packages, setup
 

@@ -1,0 +1,202 @@
+"""Glue shared by the recipes' ``train.py`` scripts.
+
+Finding the hparams file, building the train/valid/test datasets from the
+task manifests of a data folder (``toy://`` or a real one), majority
+baselines, and the final summary written next to the logs.
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import logging
+from pathlib import Path
+
+from speechbrain.utils.distributed import run_on_main
+
+from audiollm_lobes.brain import write_json_atomic
+from audiollm_lobes.data.pipeline import load_entries, make_dataset
+from audiollm_lobes.metrics import TASK_METRICS, format_table, majority_baseline
+from audiollm_lobes.toyworld.sources import resolve_source
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+def resolve_hparams_file(path, script_file):
+    """Finds an hparams file relative to the CWD, then to the recipe folder.
+
+    Arguments
+    ---------
+    path : str
+        As given on the command line, e.g. ``hparams/dps.yaml``.
+    script_file : str
+        The recipe's ``train.py`` (``__file__``).
+
+    Returns
+    -------
+    str
+        An existing path.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(d, "hparams"))
+    >>> open(os.path.join(d, "hparams", "x.yaml"), "w").close()
+    >>> resolve_hparams_file("hparams/x.yaml", os.path.join(d, "train.py"))[-6:]
+    'x.yaml'
+    """
+    tried = [Path(path), Path(script_file).resolve().parent / path]
+    for candidate in tried:
+        if candidate.is_file():
+            return str(candidate)
+    raise FileNotFoundError(
+        f"hparams file {path!r} not found; tried: "
+        + ", ".join(str(c.resolve()) for c in tried)
+    )
+
+
+def manifest_paths(data_root, split, tasks):
+    """Manifest files of ``tasks`` for one split of a data folder.
+
+    Arguments
+    ---------
+    data_root : str
+        Folder holding ``manifests/<split>/<task>.json``.
+    split : str
+        ``train``, ``valid`` or ``test``.
+    tasks : list of str
+        Task names.
+
+    Returns
+    -------
+    list of str
+        One path per task.
+
+    Example
+    -------
+    >>> manifest_paths("/d", "test", ["asr"])
+    ['/d/manifests/test/asr.json']
+    """
+    return [
+        str(Path(data_root) / "manifests" / split / f"{t}.json") for t in tasks
+    ]
+
+
+def build_datasets(hparams):
+    """Builds the train/valid/test ``DynamicItemDataset`` of a recipe.
+
+    Reads ``data_folder`` (``toy://...`` or a folder), ``tasks``,
+    ``on_bad_example``, ``sample_rate``, optional ``<split>_tasks`` and
+    ``max_<split>_per_task`` from ``hparams``; the tokenizer comes from
+    ``hparams["llm"]``. Every manifest is validated before training starts.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hparams.
+
+    Returns
+    -------
+    dict
+        ``{split: dataset}``, plus ``"entries"``: ``{split: entries}``.
+
+    Example
+    -------
+    >>> build_datasets  # doctest: +ELLIPSIS
+    <function build_datasets at ...>
+    """
+    source = hparams["data_folder"]
+    run_on_main(resolve_source, args=[source])
+    data_root = resolve_source(source)
+    out = {"entries": {}}
+    for split in SPLITS:
+        tasks = hparams.get(f"{split}_tasks") or hparams["tasks"]
+        entries = load_entries(
+            manifest_paths(data_root, split, tasks),
+            data_root,
+            on_bad_example=hparams.get("on_bad_example", "error"),
+            sample_rate=hparams.get("sample_rate", 16000),
+            max_per_manifest=hparams.get(f"max_{split}_per_task"),
+        )
+        out["entries"][split] = entries
+        out[split] = make_dataset(
+            entries,
+            hparams["llm"],
+            sample_rate=hparams.get("sample_rate", 16000),
+        )
+        logger.info("%s: %d examples over %s", split, len(entries), tasks)
+    return out
+
+
+def task_baselines(datasets):
+    """Majority-class accuracy per classification/QA task of the test set.
+
+    Arguments
+    ---------
+    datasets : dict
+        As returned by ``build_datasets``.
+
+    Returns
+    -------
+    dict
+        ``{task: majority accuracy}`` for tasks scored by accuracy.
+
+    Example
+    -------
+    >>> e = {"a": {"task": "emotion", "target": "sad"}}
+    >>> task_baselines({"entries": {"train": e, "test": e}})
+    {'emotion': 1.0}
+    """
+    by_task = {}
+    for split in ("train", "test"):
+        for entry in datasets["entries"][split].values():
+            by_task.setdefault(entry["task"], {}).setdefault(split, []).append(
+                entry["target"]
+            )
+    out = {}
+    for task, splits in by_task.items():
+        if TASK_METRICS.get(task) != "accuracy":
+            continue
+        if "train" in splits and "test" in splits:
+            out[task] = majority_baseline(splits["train"], splits["test"])
+    return out
+
+
+def write_summary(summary, hparams, n_trainable):
+    """Writes ``summary.json`` and ``results.md`` in the output folder.
+
+    Arguments
+    ---------
+    summary : dict
+        ``{"test": per-task metrics, optional "k_sweep", "usage"}``.
+    hparams : dict
+        Loaded hparams (``output_folder``, ``baselines``).
+    n_trainable : int
+        Number of trainable parameters.
+
+    Example
+    -------
+    >>> write_summary  # doctest: +ELLIPSIS
+    <function write_summary at ...>
+    """
+    out_dir = Path(hparams["output_folder"])
+    summary = dict(summary)
+    summary["trainable_parameters"] = int(n_trainable)
+    summary["baselines"] = hparams.get("baselines")
+    write_json_atomic(summary, out_dir / "summary.json")
+    lines = [
+        f"trainable parameters: {n_trainable:,}",
+        "",
+        format_table(summary["test"], hparams.get("baselines")),
+    ]
+    if summary.get("k_sweep"):
+        lines += ["", "k_eval sweep:", ""]
+        for k, res in summary["k_sweep"].items():
+            lines += [f"k_eval = {k}", format_table(res, None), ""]
+    text = "\n".join(lines) + "\n"
+    tmp = out_dir / "results.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(out_dir / "results.md")
+    logger.info("results:\n%s", text)

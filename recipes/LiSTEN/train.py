@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""LiSTEN: an audio LLM with dynamic prompt selection (DPS) from a pool of
+learnable key/value soft prompts, on a frozen LLM (Mousavi, Gupta et al.,
+Interspeech 2025).
+
+Whisper + BEATs features (frozen) -> window-level Q-Former -> audio tokens;
+a query (masked mean of audio tokens and instruction embeddings) picks k
+soft prompts from the pool; [prompts][BOS][instruction][audio][...][answer]
+goes through the frozen LLM. Single-stage multitask training over ASR,
+En->Zh translation, emotion, speaker verification, spoken QA and audio
+captioning; per-task test metrics, prompt-usage analysis and a k_eval sweep.
+
+To run (from the repo root; the toy world is built on first use)::
+
+    python recipes/LiSTEN/train.py hparams/dps.yaml
+    python recipes/LiSTEN/train.py hparams/dps.yaml --selector=attention
+    python recipes/LiSTEN/train.py hparams/lora.yaml
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import logging
+import sys
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from audiollm_lobes.brain import AudioLLMBrain, count_parameters
+from audiollm_lobes.recipe_utils import (
+    build_datasets,
+    resolve_hparams_file,
+    task_baselines,
+    write_summary,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class LiSTENBrain(AudioLLMBrain):
+    """AudioLLMBrain with prompt-usage recording and a k_eval sweep."""
+
+    def evaluate_k_sweep(self, test_set, k_values, loader_kwargs):
+        """Evaluates the test set once per ``k_eval``; returns summaries."""
+        pool = self.modules.prompt_pool
+        results = {}
+        for k in k_values:
+            pool.k_eval = int(k)
+            self.hparams.test_results_name = f"test_results_k{k}"
+            self.evaluate(
+                test_set, min_key="loss", test_loader_kwargs=loader_kwargs
+            )
+            results[int(k)] = self.test_summary
+        return results
+
+
+def main(argv):
+    """Trains, tests, analyses (see the module docstring)."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    hparams_file = resolve_hparams_file(hparams_file, __file__)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    datasets = build_datasets(hparams)
+    brain = LiSTENBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    n_trainable = count_parameters(brain.modules)
+    logger.info("trainable parameters: %d", n_trainable)
+    hparams["baselines"] = task_baselines(datasets)
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    pool = getattr(brain.modules, "prompt_pool", None)
+    recording = pool is not None and hasattr(pool, "start_recording")
+    if recording:
+        pool.start_recording()
+    brain.evaluate(
+        datasets["test"],
+        min_key="loss",
+        test_loader_kwargs=hparams["test_dataloader_opts"],
+    )
+    summary = {"test": brain.test_summary}
+    if recording:
+        pool.stop_recording()
+        from audiollm_lobes.analysis import write_usage_report
+
+        summary["usage"] = write_usage_report(pool, hparams["output_folder"])
+        k_values = hparams.get("k_eval_sweep") or []
+        if k_values:
+            summary["k_sweep"] = brain.evaluate_k_sweep(
+                datasets["test"], k_values, hparams["test_dataloader_opts"]
+            )
+    run_on_main(
+        write_summary,
+        kwargs={
+            "summary": summary,
+            "hparams": hparams,
+            "n_trainable": n_trainable,
+        },
+    )
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    main(sys.argv[1:])
