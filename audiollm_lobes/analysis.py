@@ -240,3 +240,53 @@ def plot_usage_heatmap(counts_by_task, path, sort_by=None):
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def write_usage_report(pool, out_dir, name="prompt_usage"):
+    """Writes the usage statistics and heatmap of a recording prompt pool.
+
+    Arguments
+    ---------
+    pool : audiollm_lobes.prompt_pool.PromptPool
+        A pool whose ``records`` hold ``(task, indices)`` pairs (see
+        ``PromptPool.start_recording``).
+    out_dir : str or Path
+        Output folder: ``<name>.json`` (statistics and raw counts) and
+        ``<name>.png`` (heatmap) are written there.
+    name : str
+        File stem.
+
+    Returns
+    -------
+    dict
+        The statistics (``usage_statistics``) plus ``counts``.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from audiollm_lobes.prompt_pool import PromptPool
+    >>> pool = PromptPool(4, pool_size=6, k=2).eval()
+    >>> pool.start_recording()
+    >>> _ = pool(torch.randn(3, 2, 4), text=torch.randn(3, 1, 4))
+    >>> pool.record(["asr", "asr", "emotion"])
+    >>> stats = write_usage_report(pool, tempfile.mkdtemp())
+    >>> stats["per_task"]["asr"]["selections"]
+    4
+    """
+    import json
+
+    tags = []
+    for tag, _ in pool.records:
+        if tag not in tags:
+            tags.append(tag)
+    counts = {t: pool.usage_counts(t).tolist() for t in tags}
+    stats = usage_statistics(counts) if counts else {}
+    stats["counts"] = counts
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if counts:
+        plot_usage_heatmap(counts, out_dir / f"{name}.png")
+    tmp = out_dir / f"{name}.json.tmp"
+    tmp.write_text(json.dumps(stats, indent=2))
+    tmp.replace(out_dir / f"{name}.json")
+    return stats

@@ -183,9 +183,40 @@ class AudioLLMBrain(sb.Brain):
 
     # ------------------------------------------------------------ pieces
     def encode_audio(self, batch):
-        """Runs the (frozen) encoder: ``(feats, mask)``."""
+        """Runs the (frozen) encoder: ``(feats, mask)``.
+
+        With ``cache_encoder_features: True`` in the hparams, the features
+        of each clip are kept in memory (CPU) after their first pass, keyed
+        by the audio path(s), and reused on later epochs and by the other
+        tasks that share the clip. Only valid for frozen, deterministic
+        encoders (the default).
+        """
         wavs, wav_lens = batch.sig
-        return self.modules.encoder(wavs, wav_lens)
+        if not self._hp("cache_encoder_features", False):
+            return self.modules.encoder(wavs, wav_lens)
+        if not hasattr(self, "_feature_cache"):
+            self._feature_cache = {}
+        cache = self._feature_cache
+        keys = list(batch.audio_key)
+        missing = [i for i, k in enumerate(keys) if k not in cache]
+        if missing:
+            index = torch.tensor(missing, device=wavs.device)
+            sub_wavs, sub_lens = wavs[index], wav_lens[index]
+            # crop to the longest clip of the sub-batch
+            longest = sub_lens.max()
+            n_samples = int(torch.ceil(longest * wavs.shape[1]))
+            sub_wavs = sub_wavs[:, :n_samples]
+            sub_lens = sub_lens / longest
+            with torch.no_grad():
+                feats, mask = self.modules.encoder(sub_wavs, sub_lens)
+            for row, i in enumerate(missing):
+                n = int(mask[row].sum())
+                cache[keys[i]] = feats[row, :n].detach().cpu()
+        items = [cache[k] for k in keys]
+        lengths = torch.tensor([len(x) for x in items])
+        feats = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
+        mask = torch.arange(feats.shape[1])[None] < lengths[:, None]
+        return feats.to(self.device), mask.to(self.device)
 
     def audio_tokens(self, feats, mask, batch, stage):
         """Maps encoder features to LLM-width audio tokens with a mask."""

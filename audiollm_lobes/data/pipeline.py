@@ -37,6 +37,7 @@ OUTPUT_KEYS = [
     "before_ids",
     "after_ids",
     "answer_ids",
+    "audio_key",
 ]
 
 
@@ -145,7 +146,13 @@ def make_dataset(entries, llm, sample_rate=16000, gap_seconds=0.3):
         yield torch.LongTensor(ids[1])
         yield torch.LongTensor(ids[2] + [llm.eos_id])
 
+    @sb.utils.data_pipeline.takes("wav", "wav2")
+    @sb.utils.data_pipeline.provides("audio_key")
+    def audio_key_pipeline(wav, wav2):
+        return f"{wav}|{wav2}"
+
     dataset.add_dynamic_item(audio_pipeline)
+    dataset.add_dynamic_item(audio_key_pipeline)
     dataset.add_dynamic_item(text_pipeline)
     dataset.set_output_keys(OUTPUT_KEYS)
     return dataset

@@ -1,0 +1,1000 @@
+"""LAL: audio that enters a frozen LLM only as attention keys and values.
+
+PAL (Alex et al., "Probing Audio Encoders via LLMs") contrasts three ways
+of feeding audio tokens to a frozen causal LM:
+
+* **PLITS**: the audio tokens are spliced into the input embeddings and go
+  through every layer (see ``injection.assemble_plits``);
+* **LAL**: the audio tokens never form queries and never pass through a
+  feed-forward block. In each chosen layer they only add keys and values,
+  so the text queries attend over ``[audio K/V ; text K/V]`` (all valid
+  audio visible, text causal among itself);
+* **PAL**: a per-encoder choice between the two (``PALRouter``).
+
+The paper's equations were not available, so what follows is our
+reconstruction (DESIGN §4). For each layer ``l`` in ``lal_layers`` the
+audio tokens ``A`` become
+
+* ``kv_projection="shared"`` (default): ``X = norm_l(A @ M_l^T + b_l)``
+  with a trainable per-layer map ``M_l`` (initialised at the identity) and
+  the layer's own frozen input RMSNorm ``norm_l``; the keys/values are the
+  frozen ``k_proj(X)``, ``v_proj(X)`` (plus the layer's frozen ``k_norm``
+  when the architecture has one). The mapped audio is thus treated like a
+  hidden state of that layer that skips the queries and the FFN.
+* ``kv_projection="new"``: trainable per-layer ``K = A @ W_K'^T``,
+  ``V = A @ W_V'^T`` (copied from the frozen ``k_proj``/``v_proj`` at
+  initialisation when the shapes allow it).
+
+Rotary positions (``audio_rope``): ``"none"`` leaves audio keys unrotated
+and starts text positions at 0 (so ``lal_layers=[]`` is exactly the
+text-only LLM); ``"prefix"`` rotates the audio keys at positions
+``0..Na-1`` and the text positions continue after the sample's audio, as
+if the audio had been prepended (like PLITS positions).
+
+Mechanism: the per-layer audio keys/values are written once into a
+``transformers.DynamicCache`` (with gradients enabled during training), and
+the text goes through the unmodified HF model on top of that cache, so
+decoding simply continues from it. Layers outside ``lal_layers`` hold no
+audio at all in the cache. Because layers then see different key lengths
+and audio padding differs per sample, every layer gets its own explicit
+4-D boolean mask: a small attention function registered with
+``transformers.AttentionInterface`` picks the mask of ``module.layer_idx``
+and runs HF's SDPA attention. The model's attention implementation is
+switched to it only for the duration of an injector call.
+
+Supported families: decoder-only HF models with the Llama layout
+(``model.layers[i].self_attn.{k_proj, v_proj}``, ``input_layernorm``,
+rotate-half RoPE), e.g. Llama, Mistral, Qwen2, Qwen3; sliding-window
+layers and logit soft-capping in attention are rejected.
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import contextlib
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+import transformers
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from audiollm_lobes.injection import pack_segments, position_ids_from_mask
+
+IGNORE_INDEX = -100
+
+#: Name under which the per-layer-mask attention is registered.
+LAL_ATTENTION = "audiollm_lobes_lal"
+
+KV_PROJECTIONS = ("shared", "new")
+AUDIO_ROPE = ("none", "prefix")
+ROUTES = ("plits", "lal")
+
+
+def lal_attention_forward(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    lal_layer_masks=None,
+    **kwargs,
+):
+    """HF attention function that takes a different mask in every layer.
+
+    Registered with ``transformers.AttentionInterface`` as
+    ``LAL_ATTENTION``. When ``lal_layer_masks`` is passed through the
+    model's forward kwargs, the mask of ``module.layer_idx`` replaces the
+    model-wide ``attention_mask``; the attention itself is HF's SDPA one.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        The HF attention module (gives ``layer_idx``, ``scaling``, GQA
+        groups).
+    query : torch.Tensor
+        ``(batch, heads, q_len, head_dim)``.
+    key : torch.Tensor
+        ``(batch, kv_heads, kv_len, head_dim)``.
+    value : torch.Tensor
+        ``(batch, kv_heads, kv_len, head_dim)``.
+    attention_mask : torch.Tensor or None
+        The model-wide mask (used when ``lal_layer_masks`` is None).
+    lal_layer_masks : sequence of torch.Tensor, optional
+        One boolean ``(batch, 1, q_len, kv_len_l)`` mask per layer, True
+        where attention is allowed.
+    **kwargs
+        Passed on to the SDPA attention (``scaling``, ``dropout``, ...).
+
+    Returns
+    -------
+    output : torch.Tensor
+        ``(batch, q_len, heads, head_dim)``.
+    weights : None
+        SDPA does not return attention weights.
+
+    Example
+    -------
+    >>> class Attn(torch.nn.Module):
+    ...     layer_idx, num_key_value_groups, is_causal = 1, 1, True
+    >>> q = k = v = torch.randn(1, 2, 3, 4)
+    >>> masks = [None, torch.ones(1, 1, 3, 3, dtype=torch.bool)]
+    >>> out, _ = lal_attention_forward(Attn(), q, k, v, None, masks)
+    >>> out.shape
+    torch.Size([1, 3, 2, 4])
+    """
+    if lal_layer_masks is not None:
+        attention_mask = lal_layer_masks[module.layer_idx]
+        if attention_mask.shape[-1] != key.shape[-2]:
+            raise RuntimeError(
+                f"layer {module.layer_idx}: mask covers "
+                f"{attention_mask.shape[-1]} keys but the cache holds "
+                f"{key.shape[-2]} (LAL needs the KV cache in every layer; "
+                "gradient checkpointing that drops it is not supported)"
+            )
+    return sdpa_attention_forward(
+        module, query, key, value, attention_mask, **kwargs
+    )
+
+
+transformers.AttentionInterface.register(LAL_ATTENTION, lal_attention_forward)
+
+
+def rotate_half(x):
+    """Rotary helper: ``[x1, x2] -> [-x2, x1]`` on the last dimension.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        ``(..., head_dim)`` with an even ``head_dim``.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape.
+
+    Example
+    -------
+    >>> rotate_half(torch.tensor([1.0, 2.0, 3.0, 4.0])).tolist()
+    [-3.0, -4.0, 1.0, 2.0]
+    """
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def text_attention_mask(text_mask):
+    """Causal self-attention mask of right-padded text, padding excluded.
+
+    Every query may see itself, so padded rows are never empty (an empty
+    row would give NaN in SDPA and spread through masked values).
+
+    Arguments
+    ---------
+    text_mask : torch.Tensor
+        ``(batch, len)`` boolean or 0/1.
+
+    Returns
+    -------
+    torch.BoolTensor
+        ``(batch, 1, len, len)``, True where query ``i`` may see key ``j``.
+
+    Example
+    -------
+    >>> m = text_attention_mask(torch.tensor([[1, 1, 0]]))
+    >>> m[0, 0].int().tolist()
+    [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    """
+    text_mask = text_mask.bool()
+    length = text_mask.shape[1]
+    ones = torch.ones(length, length, dtype=torch.bool, device=text_mask.device)
+    allowed = ones.tril()[None] & text_mask[:, None, :]
+    allowed = allowed | torch.eye(
+        length, dtype=torch.bool, device=text_mask.device
+    )
+    return allowed[:, None]
+
+
+def _zero_padding(audio, audio_mask):
+    """Zeroes padded audio tokens (once; a no-op when nothing is padded)."""
+    if bool(audio_mask.all()):
+        return audio
+    return audio.masked_fill(~audio_mask[..., None], 0.0)
+
+
+def _linear_names(layer):
+    attn = getattr(layer, "self_attn", None)
+    if attn is None:
+        raise ValueError(
+            f"{type(layer).__name__} has no `self_attn`; LAL needs the "
+            "Llama layout (self_attn.k_proj / v_proj, input_layernorm)"
+        )
+    for name in ("k_proj", "v_proj"):
+        proj = getattr(attn, name, None)
+        if not isinstance(proj, torch.nn.Module) or not hasattr(
+            proj, "out_features"
+        ):
+            raise ValueError(
+                f"{type(attn).__name__} has no linear `{name}`; LAL needs "
+                "separate k_proj / v_proj projections"
+            )
+    if getattr(layer, "input_layernorm", None) is None:
+        raise ValueError(
+            f"{type(layer).__name__} has no `input_layernorm`; LAL needs "
+            "the Llama layout"
+        )
+    return attn
+
+
+def _resolve_hf(llm):
+    if hasattr(llm, "get_base_model"):  # a peft model
+        llm = llm.get_base_model()
+    if isinstance(llm, transformers.PreTrainedModel):
+        return llm
+    inner = getattr(llm, "model", None)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    if isinstance(inner, transformers.PreTrainedModel):
+        return inner
+    raise TypeError(
+        "llm must be a CausalLM wrapper or a transformers PreTrainedModel; "
+        f"got {type(llm).__name__}"
+    )
+
+
+class AttentionOnlyInjector(torch.nn.Module):
+    """LAL: audio tokens as extra keys/values of chosen frozen-LLM layers.
+
+    Only the per-layer audio maps (``shared``) or K/V projections (``new``)
+    are parameters of this module; the LLM is kept outside the module tree
+    (it is neither trained nor saved with this module's ``state_dict``).
+
+    Arguments
+    ---------
+    llm : CausalLM or transformers.PreTrainedModel
+        The frozen causal LM (``CausalLM`` wrapper or the HF model).
+    audio_dim : int
+        Width of the audio tokens.
+    lal_layers : str or list of int
+        ``"all"`` or the indices of the layers that receive audio
+        (``[]`` gives the text-only LLM).
+    kv_projection : str
+        ``"shared"`` (trainable map + the layer's frozen norm and k/v
+        projections) or ``"new"`` (trainable K/V projections).
+    audio_rope : str
+        ``"none"`` (audio keys unrotated, text positions from 0) or
+        ``"prefix"`` (audio keys at positions ``0..Na-1``, text after).
+    freeze_llm : bool
+        Set ``requires_grad=False`` on every LLM parameter.
+
+    Example
+    -------
+    >>> config = transformers.LlamaConfig(
+    ...     vocab_size=20, hidden_size=16, intermediate_size=32,
+    ...     num_hidden_layers=2, num_attention_heads=2,
+    ...     num_key_value_heads=1,
+    ... )
+    >>> model = transformers.LlamaForCausalLM(config)
+    >>> lal = AttentionOnlyInjector(model, audio_dim=16, lal_layers=[1])
+    >>> audio, audio_mask = torch.randn(2, 5, 16), torch.ones(2, 5).bool()
+    >>> text = model.get_input_embeddings()(torch.tensor([[1, 2], [3, 0]]))
+    >>> text_mask = torch.tensor([[1, 1], [1, 0]]).bool()
+    >>> lal(text, text_mask, audio, audio_mask).shape
+    torch.Size([2, 2, 20])
+    >>> lal.generate(audio, audio_mask, text, text_mask, 3, eos_ids=[]).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(
+        self,
+        llm,
+        audio_dim,
+        lal_layers="all",
+        kv_projection="shared",
+        audio_rope="none",
+        freeze_llm=True,
+    ):
+        super().__init__()
+        hf = _resolve_hf(llm)
+        # Not a submodule: the frozen LLM must not be saved or trained here.
+        self.__dict__["hf_model"] = hf
+        self.__dict__["llm"] = llm
+        config = hf.config
+        decoder = self._decoder()
+        layers = getattr(decoder, "layers", None)
+        if layers is None:
+            raise ValueError(
+                f"{type(decoder).__name__} has no `layers`; LAL needs a "
+                "decoder-only model with the Llama layout"
+            )
+        num_layers = len(layers)
+        layer_types = getattr(config, "layer_types", None) or []
+        if any(t != "full_attention" for t in layer_types):
+            raise NotImplementedError(
+                "LAL supports full-attention layers only; this model has "
+                f"layer types {sorted(set(layer_types))}"
+            )
+        if getattr(config, "attn_logit_softcapping", None):
+            raise NotImplementedError(
+                "LAL runs SDPA attention, which has no logit soft-capping"
+            )
+        if kv_projection not in KV_PROJECTIONS:
+            raise ValueError(
+                f"kv_projection must be one of {KV_PROJECTIONS}; got "
+                f"{kv_projection!r}"
+            )
+        if audio_rope not in AUDIO_ROPE:
+            raise ValueError(
+                f"audio_rope must be one of {AUDIO_ROPE}; got {audio_rope!r}"
+            )
+        if not isinstance(audio_dim, int) or audio_dim <= 0:
+            raise ValueError(
+                f"audio_dim must be a positive int; got {audio_dim!r}"
+            )
+        self.lal_layers = self._parse_layers(lal_layers, num_layers)
+        self.num_layers = num_layers
+        self.audio_dim = audio_dim
+        self.kv_projection = kv_projection
+        self.audio_rope = audio_rope
+        if freeze_llm:
+            hf.requires_grad_(False)
+
+        weight = hf.get_input_embeddings().weight
+        device = weight.device
+        hidden = weight.shape[1]
+        self.maps = torch.nn.ModuleDict()
+        self.k_maps = torch.nn.ModuleDict()
+        self.v_maps = torch.nn.ModuleDict()
+        for idx in self.lal_layers:
+            attn = _linear_names(layers[idx])
+            if kv_projection == "shared":
+                lin = torch.nn.Linear(audio_dim, hidden, device=device)
+                with torch.no_grad():
+                    lin.weight.copy_(torch.eye(hidden, audio_dim))
+                    lin.bias.zero_()
+                self.maps[str(idx)] = lin
+            else:
+                for name, table in (
+                    ("k_proj", self.k_maps),
+                    ("v_proj", self.v_maps),
+                ):
+                    frozen = getattr(attn, name)
+                    lin = torch.nn.Linear(
+                        audio_dim,
+                        frozen.out_features,
+                        bias=frozen.bias is not None,
+                        device=device,
+                    )
+                    if frozen.in_features == audio_dim:
+                        with torch.no_grad():
+                            lin.weight.copy_(frozen.weight.float())
+                            if frozen.bias is not None:
+                                lin.bias.copy_(frozen.bias.float())
+                    table[str(idx)] = lin
+
+    # ----------------------------------------------------------- helpers
+    @staticmethod
+    def _parse_layers(lal_layers, num_layers):
+        if lal_layers == "all":
+            return list(range(num_layers))
+        if isinstance(lal_layers, str) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in lal_layers
+        ):
+            raise ValueError(
+                "lal_layers must be 'all' or a list of layer indices; got "
+                f"{lal_layers!r}"
+            )
+        bad = [i for i in lal_layers if not 0 <= i < num_layers]
+        if bad:
+            raise ValueError(
+                f"lal_layers {bad} out of range: the LLM has {num_layers} "
+                "layers (indices 0..{})".format(num_layers - 1)
+            )
+        return sorted(set(lal_layers))
+
+    def _decoder(self):
+        hf = self.hf_model
+        base = getattr(hf, "model", None)
+        if isinstance(base, torch.nn.Module):
+            return base
+        return hf.get_decoder()
+
+    @property
+    def llm_dtype(self):
+        """Dtype of the LLM weights."""
+        return self.hf_model.get_input_embeddings().weight.dtype
+
+    @contextlib.contextmanager
+    def _lal_attention(self):
+        configs = {id(self.hf_model.config): self.hf_model.config}
+        for layer in self._decoder().layers:
+            cfg = getattr(layer.self_attn, "config", None)
+            if cfg is not None:
+                configs[id(cfg)] = cfg
+        saved = [(cfg, cfg._attn_implementation) for cfg in configs.values()]
+        for cfg, _ in saved:
+            cfg._attn_implementation = LAL_ATTENTION
+        try:
+            yield
+        finally:
+            for cfg, impl in saved:
+                cfg._attn_implementation = impl
+
+    def _check_audio(self, audio, audio_mask):
+        if audio is None:
+            return None, None
+        if audio.dim() != 3 or audio.shape[-1] != self.audio_dim:
+            raise ValueError(
+                f"audio must be (batch, n_audio, audio_dim={self.audio_dim}); "
+                f"got shape {tuple(audio.shape)}"
+            )
+        if audio_mask is None:
+            audio_mask = torch.ones(
+                audio.shape[:2], dtype=torch.bool, device=audio.device
+            )
+        if audio_mask.shape != audio.shape[:2]:
+            raise ValueError(
+                f"audio_mask must be {tuple(audio.shape[:2])} like "
+                f"audio[..., 0]; got {tuple(audio_mask.shape)}"
+            )
+        return audio, audio_mask.bool()
+
+    @staticmethod
+    def _check_text(text_embeds, text_mask):
+        if text_embeds.dim() != 3:
+            raise ValueError(
+                "text_embeds must be (batch, len, hidden); got shape "
+                f"{tuple(text_embeds.shape)}"
+            )
+        if text_mask.shape != text_embeds.shape[:2]:
+            raise ValueError(
+                f"text_mask must be {tuple(text_embeds.shape[:2])} like "
+                f"text_embeds[..., 0]; got {tuple(text_mask.shape)}"
+            )
+        if bool((text_mask.long().sum(1) == 0).any()):
+            raise ValueError("text_mask has a sample without any valid token")
+        return text_mask.bool()
+
+    def _rotate(self, keys, positions):
+        rotary = getattr(self._decoder(), "rotary_emb", None)
+        if rotary is None:
+            raise NotImplementedError(
+                "audio_rope='prefix' needs the decoder's `rotary_emb`"
+            )
+        cos, sin = rotary(keys, positions)
+        if cos.shape[-1] != keys.shape[-1]:
+            raise NotImplementedError(
+                "audio_rope='prefix' supports full-width rotary embeddings "
+                f"only (rotary dim {cos.shape[-1]}, head dim {keys.shape[-1]})"
+            )
+        cos, sin = cos[:, None], sin[:, None]
+        return keys * cos + rotate_half(keys) * sin
+
+    def audio_key_values(self, audio, audio_mask, layer_idx):
+        """Audio keys and values of one LAL layer.
+
+        Arguments
+        ---------
+        audio : torch.Tensor
+            ``(batch, n_audio, audio_dim)``.
+        audio_mask : torch.Tensor
+            ``(batch, n_audio)`` boolean; padded tokens are zeroed.
+        layer_idx : int
+            A layer of ``lal_layers``.
+
+        Returns
+        -------
+        keys : torch.Tensor
+            ``(batch, kv_heads, n_audio, head_dim)`` (rotated when
+            ``audio_rope="prefix"``).
+        values : torch.Tensor
+            ``(batch, kv_heads, n_audio, head_dim)``.
+
+        Example
+        -------
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=8, hidden_size=8, intermediate_size=8,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ...     num_key_value_heads=1,
+        ... )
+        >>> lal = AttentionOnlyInjector(
+        ...     transformers.LlamaForCausalLM(config), audio_dim=8
+        ... )
+        >>> k, v = lal.audio_key_values(
+        ...     torch.randn(3, 5, 8), torch.ones(3, 5).bool(), 0
+        ... )
+        >>> k.shape, v.shape
+        (torch.Size([3, 1, 5, 4]), torch.Size([3, 1, 5, 4]))
+        """
+        if layer_idx not in self.lal_layers:
+            raise ValueError(f"layer {layer_idx} is not in lal_layers")
+        layer = self._decoder().layers[layer_idx]
+        attn = layer.self_attn
+        dtype = self.llm_dtype
+        key = str(layer_idx)
+        batch, n_audio = audio.shape[:2]
+        x = _zero_padding(audio, audio_mask)
+        if self.kv_projection == "shared":
+            lin = self.maps[key]
+            hidden = lin(x.to(lin.weight.dtype)).to(dtype)
+            hidden = layer.input_layernorm(hidden)
+            keys, values = attn.k_proj(hidden), attn.v_proj(hidden)
+        else:
+            k_lin, v_lin = self.k_maps[key], self.v_maps[key]
+            x = x.to(k_lin.weight.dtype)
+            keys, values = k_lin(x).to(dtype), v_lin(x).to(dtype)
+        head_dim = attn.head_dim
+        keys = keys.view(batch, n_audio, keys.shape[-1] // head_dim, head_dim)
+        values = values.view(
+            batch, n_audio, values.shape[-1] // head_dim, head_dim
+        )
+        k_norm = getattr(attn, "k_norm", None)
+        if k_norm is not None:
+            if k_norm.weight.shape[0] == head_dim:
+                keys = k_norm(keys)
+            else:
+                keys = k_norm(keys.flatten(2)).view_as(keys)
+        keys, values = keys.transpose(1, 2), values.transpose(1, 2)
+        if self.audio_rope == "prefix":
+            keys = self._rotate(keys, position_ids_from_mask(audio_mask))
+        return keys, values
+
+    # -------------------------------------------------------- public API
+    def build_cache(self, audio, audio_mask=None):
+        """Writes the audio keys/values of every LAL layer into a new cache.
+
+        Runs with gradients when they are enabled (training), so the cache
+        entries stay attached to the trainable maps.
+
+        Arguments
+        ---------
+        audio : torch.Tensor
+            ``(batch, n_audio, audio_dim)`` audio tokens.
+        audio_mask : torch.Tensor, optional
+            ``(batch, n_audio)`` boolean, True at real tokens (default: all).
+
+        Returns
+        -------
+        cache : transformers.DynamicCache
+            Layers in ``lal_layers`` hold ``n_audio`` audio slots; the other
+            layers hold nothing.
+        audio_attention_mask : torch.BoolTensor
+            ``(batch, n_audio)``: which audio slots may be attended.
+
+        Example
+        -------
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=8, hidden_size=8, intermediate_size=8,
+        ...     num_hidden_layers=2, num_attention_heads=2,
+        ... )
+        >>> lal = AttentionOnlyInjector(
+        ...     transformers.LlamaForCausalLM(config), 8, lal_layers=[1]
+        ... )
+        >>> cache, mask = lal.build_cache(torch.randn(2, 4, 8))
+        >>> [cache.get_seq_length(i) for i in range(2)], mask.shape
+        ([0, 4], torch.Size([2, 4]))
+        """
+        audio, audio_mask = self._check_audio(audio, audio_mask)
+        cache = transformers.DynamicCache(config=self.hf_model.config)
+        if audio is None:
+            return cache, None
+        audio = _zero_padding(audio, audio_mask)
+        for idx in self.lal_layers:
+            keys, values = self.audio_key_values(audio, audio_mask, idx)
+            cache.update(keys, values, idx)
+        return cache, audio_mask
+
+    def text_positions(self, text_mask, audio_mask=None):
+        """Position ids of right-padded text after (or without) the audio.
+
+        Arguments
+        ---------
+        text_mask : torch.Tensor
+            ``(batch, len)`` boolean.
+        audio_mask : torch.Tensor, optional
+            ``(batch, n_audio)``; with ``audio_rope="prefix"`` the text of
+            each sample starts after its number of valid audio tokens.
+
+        Returns
+        -------
+        torch.LongTensor
+            ``(batch, len)``.
+
+        Example
+        -------
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=8, hidden_size=8, intermediate_size=8,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ... )
+        >>> lal = AttentionOnlyInjector(
+        ...     transformers.LlamaForCausalLM(config), 8, audio_rope="prefix"
+        ... )
+        >>> am = torch.tensor([[1, 1, 1], [1, 0, 0]]).bool()
+        >>> tm = torch.tensor([[1, 1], [1, 0]]).bool()
+        >>> lal.text_positions(tm, am).tolist()
+        [[3, 4], [1, 1]]
+        """
+        positions = position_ids_from_mask(text_mask)
+        if self.audio_rope == "prefix" and audio_mask is not None:
+            positions = positions + audio_mask.long().sum(1, keepdim=True)
+        return positions
+
+    def _layer_masks(self, audio_mask, key_mask_text, query_block):
+        """Per-layer boolean masks ``(batch, 1, q, kv_l)``."""
+        batch, _, q_len, _ = query_block.shape
+        no_audio = query_block
+        if audio_mask is None or not self.lal_layers:
+            return [no_audio] * self.num_layers
+        audio_part = audio_mask[:, None, None, :].expand(
+            batch, 1, q_len, audio_mask.shape[1]
+        )
+        with_audio = torch.cat([audio_part, query_block], dim=-1)
+        lal = set(self.lal_layers)
+        return [
+            with_audio if i in lal else no_audio for i in range(self.num_layers)
+        ]
+
+    def _run(self, embeds, masks, positions, cache):
+        with self._lal_attention():
+            out = self._decoder()(
+                inputs_embeds=embeds,
+                attention_mask=masks[0],
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                lal_layer_masks=masks,
+            )
+        return out.last_hidden_state
+
+    def _head(self, hidden):
+        logits = self.hf_model.get_output_embeddings()(hidden)
+        cap = getattr(self.hf_model.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def forward(
+        self,
+        text_embeds,
+        text_mask,
+        audio=None,
+        audio_mask=None,
+        logits_at=None,
+    ):
+        """Logits of the text with the audio injected as keys/values.
+
+        Arguments
+        ---------
+        text_embeds : torch.Tensor
+            ``(batch, len, hidden)`` right-padded text embeddings (may hold
+            PLITS audio tokens too, see ``PALRouter``).
+        text_mask : torch.Tensor
+            ``(batch, len)`` boolean.
+        audio : torch.Tensor, optional
+            ``(batch, n_audio, audio_dim)`` LAL audio tokens (None: text
+            only).
+        audio_mask : torch.Tensor, optional
+            ``(batch, n_audio)``.
+        logits_at : torch.Tensor, optional
+            ``(batch, len)`` boolean; compute logits only there, returned
+            flattened as ``(n, vocab)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(batch, len, vocab)`` logits, or ``(n, vocab)``.
+
+        Example
+        -------
+        >>> AttentionOnlyInjector.forward.__name__
+        'forward'
+        """
+        text_mask = self._check_text(text_embeds, text_mask)
+        audio, audio_mask = self._check_audio(audio, audio_mask)
+        if audio is not None and audio.shape[0] != text_embeds.shape[0]:
+            raise ValueError(
+                f"audio batch {audio.shape[0]} != text batch "
+                f"{text_embeds.shape[0]}"
+            )
+        cache, audio_mask = self.build_cache(audio, audio_mask)
+        masks = self._layer_masks(
+            audio_mask, text_mask, text_attention_mask(text_mask)
+        )
+        positions = self.text_positions(text_mask, audio_mask)
+        hidden = self._run(
+            text_embeds.to(self.llm_dtype), masks, positions, cache
+        )
+        if logits_at is None:
+            return self._head(hidden)
+        if logits_at.shape != text_mask.shape:
+            raise ValueError(
+                f"logits_at must be {tuple(text_mask.shape)}; got "
+                f"{tuple(logits_at.shape)}"
+            )
+        return self._head(hidden[logits_at.bool()])
+
+    def loss(
+        self,
+        text_embeds,
+        text_mask,
+        labels,
+        audio=None,
+        audio_mask=None,
+        reduction="mean",
+    ):
+        """Next-token cross-entropy on the labelled text positions.
+
+        Arguments
+        ---------
+        text_embeds : torch.Tensor
+            ``(batch, len, hidden)`` right-padded.
+        text_mask : torch.Tensor
+            ``(batch, len)``.
+        labels : torch.LongTensor
+            ``(batch, len)``, HF style: the label at ``t`` is the token at
+            ``t``, predicted from ``t - 1``; ``-100`` is ignored.
+        audio : torch.Tensor, optional
+            ``(batch, n_audio, audio_dim)``.
+        audio_mask : torch.Tensor, optional
+            ``(batch, n_audio)``.
+        reduction : str
+            ``"mean"``, ``"sum"`` or ``"none"`` (row-major labelled tokens).
+
+        Returns
+        -------
+        torch.Tensor
+            The loss (float32).
+
+        Example
+        -------
+        >>> AttentionOnlyInjector.loss.__name__
+        'loss'
+        """
+        if labels.shape != text_mask.shape:
+            raise ValueError(
+                f"labels must be {tuple(text_mask.shape)} like text_mask; "
+                f"got {tuple(labels.shape)}"
+            )
+        targets = labels[:, 1:]
+        valid = targets != IGNORE_INDEX
+        if not bool(valid.any()):
+            return (text_embeds.sum() * 0.0).float()
+        logits_at = torch.zeros_like(labels, dtype=torch.bool)
+        logits_at[:, :-1] = valid
+        logits = self.forward(
+            text_embeds, text_mask, audio, audio_mask, logits_at=logits_at
+        )
+        return F.cross_entropy(
+            logits.float(), targets[valid], reduction=reduction
+        )
+
+    def _special_ids(self, eos_ids, pad_id):
+        if eos_ids is None:
+            eos_ids = getattr(self.llm, "eos_ids", None)
+        if eos_ids is None:
+            eos = self.hf_model.generation_config.eos_token_id
+            eos = self.hf_model.config.eos_token_id if eos is None else eos
+            eos_ids = [] if eos is None else eos
+        if isinstance(eos_ids, int):
+            eos_ids = [eos_ids]
+        if pad_id is None:
+            pad_id = getattr(self.llm, "pad_id", None)
+        if pad_id is None:
+            pad_id = self.hf_model.config.pad_token_id
+        if pad_id is None:
+            pad_id = eos_ids[0] if eos_ids else 0
+        return list(eos_ids), int(pad_id)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        audio,
+        audio_mask,
+        text_embeds,
+        text_mask,
+        max_new_tokens=64,
+        eos_ids=None,
+        pad_id=None,
+    ):
+        """Greedy decoding continuing from the audio KV cache.
+
+        The right-padded prompts stay where they are in the cache; each new
+        token is appended after the longest prompt, its position continues
+        the sample's own positions and the prompt padding is masked, so a
+        sample decodes the same alone or in a batch.
+
+        Arguments
+        ---------
+        audio : torch.Tensor or None
+            ``(batch, n_audio, audio_dim)``.
+        audio_mask : torch.Tensor or None
+            ``(batch, n_audio)``.
+        text_embeds : torch.Tensor
+            ``(batch, len, hidden)`` right-padded prompt embeddings.
+        text_mask : torch.Tensor
+            ``(batch, len)``.
+        max_new_tokens : int
+            Maximum number of generated tokens.
+        eos_ids : list of int, optional
+            Tokens that end a sample (default: the wrapper's ``eos_ids`` or
+            the HF generation config's).
+        pad_id : int, optional
+            Written after EOS (default: the wrapper's ``pad_id``).
+
+        Returns
+        -------
+        torch.LongTensor
+            ``(batch, n_new)`` new tokens; EOS is kept, then ``pad_id``.
+            ``n_new < max_new_tokens`` when every sample ended early.
+
+        Example
+        -------
+        >>> AttentionOnlyInjector.generate.__name__
+        'generate'
+        """
+        eos_ids, pad_id = self._special_ids(eos_ids, pad_id)
+        text_mask = self._check_text(text_embeds, text_mask)
+        audio, audio_mask = self._check_audio(audio, audio_mask)
+        if max_new_tokens < 1:
+            raise ValueError(
+                f"max_new_tokens must be >= 1; got {max_new_tokens}"
+            )
+        batch = text_embeds.shape[0]
+        device = text_embeds.device
+        cache, audio_mask = self.build_cache(audio, audio_mask)
+        positions = self.text_positions(text_mask, audio_mask)
+        masks = self._layer_masks(
+            audio_mask, text_mask, text_attention_mask(text_mask)
+        )
+        hidden = self._run(
+            text_embeds.to(self.llm_dtype), masks, positions, cache
+        )
+        lengths = text_mask.long().sum(1)
+        last = hidden[torch.arange(batch, device=device), lengths - 1]
+        next_pos = positions[torch.arange(batch, device=device), lengths - 1]
+        key_mask = text_mask
+        eos = torch.as_tensor(eos_ids, dtype=torch.long, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        embed = self.hf_model.get_input_embeddings()
+        out = []
+        for step in range(max_new_tokens):
+            token = self._head(last).argmax(-1)
+            token = torch.where(done, pad_id, token)
+            out.append(token)
+            done = done | torch.isin(token, eos)
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            key_mask = torch.cat(
+                [key_mask, torch.ones_like(key_mask[:, :1])], dim=1
+            )
+            next_pos = next_pos + 1
+            masks = self._layer_masks(
+                audio_mask, key_mask, key_mask[:, None, None, :]
+            )
+            last = self._run(
+                embed(token[:, None]), masks, next_pos[:, None], cache
+            )[:, -1]
+        return torch.stack(out, dim=1)
+
+
+class PALRouting(NamedTuple):
+    """Audio tokens split by route.
+
+    Attributes
+    ----------
+    plits : torch.Tensor or None
+        ``(batch, n_plits, dim)`` tokens to splice into the input.
+    plits_mask : torch.Tensor or None
+        ``(batch, n_plits)`` boolean.
+    lal : torch.Tensor or None
+        ``(batch, n_lal, dim)`` tokens for ``AttentionOnlyInjector``.
+    lal_mask : torch.Tensor or None
+        ``(batch, n_lal)`` boolean.
+    """
+
+    plits: Optional[torch.Tensor]
+    plits_mask: Optional[torch.Tensor]
+    lal: Optional[torch.Tensor]
+    lal_mask: Optional[torch.Tensor]
+
+
+class PALRouter:
+    """Sends each encoder's token stream to PLITS or to LAL (PAL).
+
+    Streams routed to the same place are concatenated per sample in the
+    order of the routing table, valid tokens first (right-padded), so
+    padding of one stream never sits between the tokens of the next.
+
+    Arguments
+    ---------
+    routes : dict
+        Encoder name -> ``"plits"`` or ``"lal"``, e.g.
+        ``{"whisper": "plits", "beats": "lal"}``.
+
+    Example
+    -------
+    >>> router = PALRouter({"whisper": "plits", "beats": "lal"})
+    >>> w, b = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    >>> wm, bm = torch.ones(2, 3).bool(), torch.ones(2, 5).bool()
+    >>> out = router({"whisper": (w, wm), "beats": (b, bm)})
+    >>> out.plits.shape, out.lal.shape
+    (torch.Size([2, 3, 4]), torch.Size([2, 5, 4]))
+    """
+
+    def __init__(self, routes):
+        if not isinstance(routes, dict) or not routes:
+            raise ValueError(
+                "routes must be a non-empty dict encoder -> 'plits'|'lal'; "
+                f"got {routes!r}"
+            )
+        bad = {k: v for k, v in routes.items() if v not in ROUTES}
+        if bad:
+            raise ValueError(
+                f"unknown routes {bad}: each encoder goes to one of {ROUTES}"
+            )
+        self.routes = dict(routes)
+
+    def __call__(self, streams):
+        """Splits the streams.
+
+        Arguments
+        ---------
+        streams : dict
+            Encoder name -> ``(tokens (batch, n, dim), mask (batch, n))``;
+            the names must be exactly those of the routing table.
+
+        Returns
+        -------
+        PALRouting
+            Tokens and masks per route (None for an unused route).
+
+        Example
+        -------
+        >>> router = PALRouter({"a": "lal", "b": "lal"})
+        >>> a = torch.tensor([[[1.0], [0.0]]])
+        >>> b = torch.tensor([[[2.0], [3.0]]])
+        >>> out = router({
+        ...     "a": (a, torch.tensor([[True, False]])),
+        ...     "b": (b, torch.tensor([[True, True]])),
+        ... })
+        >>> out.lal.squeeze(-1).tolist(), out.plits is None
+        ([[1.0, 2.0, 3.0]], True)
+        """
+        missing = [name for name in self.routes if name not in streams]
+        extra = [name for name in streams if name not in self.routes]
+        if missing or extra:
+            raise ValueError(
+                f"streams {sorted(streams)} do not match the routing table "
+                f"{sorted(self.routes)} (missing: {missing}, unrouted: "
+                f"{extra})"
+            )
+        grouped = {route: ([], []) for route in ROUTES}
+        batch = dim = None
+        for name, route in self.routes.items():
+            tokens, mask = streams[name]
+            if tokens.dim() != 3 or mask.shape != tokens.shape[:2]:
+                raise ValueError(
+                    f"stream {name!r}: expected tokens (batch, n, dim) and "
+                    f"mask (batch, n); got {tuple(tokens.shape)} and "
+                    f"{tuple(mask.shape)}"
+                )
+            if batch is None:
+                batch, dim = tokens.shape[0], tokens.shape[2]
+            elif (tokens.shape[0], tokens.shape[2]) != (batch, dim):
+                raise ValueError(
+                    f"stream {name!r} has batch/dim "
+                    f"{(tokens.shape[0], tokens.shape[2])}, others have "
+                    f"{(batch, dim)}"
+                )
+            grouped[route][0].append(tokens)
+            grouped[route][1].append(mask.bool())
+        result = {}
+        for route, (values, masks) in grouped.items():
+            if not values:
+                result[route], result[route + "_mask"] = None, None
+            elif len(values) == 1:
+                result[route] = values[0] * masks[0][..., None]
+                result[route + "_mask"] = masks[0]
+            else:
+                packed, mask, _ = pack_segments(values, masks)
+                result[route], result[route + "_mask"] = packed, mask
+        return PALRouting(**result)

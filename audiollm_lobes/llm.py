@@ -1,0 +1,781 @@
+"""A frozen Hugging Face causal LM that works on input embeddings.
+
+``CausalLM`` loads any HF causal language model and its tokenizer from a
+hub id or a local folder, freezes it, and offers what the audio lobes
+need: token embeddings, a forward pass over ``inputs_embeds`` that computes
+logits only where they are needed, the next-token loss, and batched,
+KV-cached generation from embeddings.
+
+Sequences follow the project convention: contiguous and right-padded, with
+a boolean (or 0/1) attention mask ``(batch, len)``; position ids come from
+the cumulative sum of the mask.
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import os
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+import transformers
+
+IGNORE_INDEX = -100
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+class LMOutput(NamedTuple):
+    """What ``CausalLM.forward`` returns.
+
+    Attributes
+    ----------
+    hidden_states : torch.Tensor
+        Last hidden states, ``(batch, len, hidden)``.
+    logits : torch.Tensor or None
+        ``(batch, len, vocab)``, or ``(n, vocab)`` when ``logits_at`` was
+        given (rows in the row-major order of the ``True`` entries), or
+        ``None`` when ``logits_at`` selects nothing.
+    past_key_values : object or None
+        The HF cache when ``use_cache=True``.
+    """
+
+    hidden_states: torch.Tensor
+    logits: Optional[torch.Tensor]
+    past_key_values: object = None
+
+
+def resolve_dtype(dtype):
+    """Turns a dtype name into a ``torch.dtype``.
+
+    Arguments
+    ---------
+    dtype : str or torch.dtype
+        ``"float32"``, ``"float16"``, ``"bfloat16"`` (or ``fp32``, ``fp16``,
+        ``bf16``), ``"auto"``, or a ``torch.dtype``.
+
+    Returns
+    -------
+    torch.dtype or str
+        The dtype (``"auto"`` is passed through for ``from_pretrained``).
+
+    Example
+    -------
+    >>> resolve_dtype("bf16")
+    torch.bfloat16
+    """
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(
+            f"dtype {dtype!r} is not supported; expected one of "
+            f"{sorted(_DTYPES)}, 'auto' or a torch.dtype"
+        )
+    return _DTYPES[dtype]
+
+
+def positions_from_mask(attention_mask, length=None):
+    """Position ids from the cumulative sum of an attention mask.
+
+    Arguments
+    ---------
+    attention_mask : torch.Tensor
+        ``(batch, total_len)`` bool or 0/1 mask.
+    length : int, optional
+        Return only the last ``length`` columns (the new tokens when the
+        mask also covers cached ones).
+
+    Returns
+    -------
+    torch.LongTensor
+        ``cumsum(mask) - 1`` clamped at 0, ``(batch, length)``.
+
+    Example
+    -------
+    >>> positions_from_mask(torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]]))
+    tensor([[0, 1, 2, 2],
+            [0, 0, 1, 2]])
+    """
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    if length is not None:
+        positions = positions[:, attention_mask.shape[1] - length :]
+    return positions
+
+
+def left_align(inputs_embeds, attention_mask):
+    """Moves the valid positions of each row to the right end (left padding).
+
+    Works for any padding pattern (right-padded, left-padded or with
+    holes); the order of valid positions is kept. Vectorised: one stable
+    sort of the mask and one gather. Columns that are padding in every row
+    are dropped.
+
+    Arguments
+    ---------
+    inputs_embeds : torch.Tensor
+        ``(batch, len, dim)``.
+    attention_mask : torch.Tensor
+        ``(batch, len)`` bool or 0/1.
+
+    Returns
+    -------
+    embeds : torch.Tensor
+        ``(batch, max_valid, dim)``, left-padded with zeros.
+    mask : torch.LongTensor
+        ``(batch, max_valid)`` 0/1 mask.
+
+    Example
+    -------
+    >>> x = torch.arange(6.0).view(2, 3, 1)
+    >>> e, m = left_align(x, torch.tensor([[1, 1, 0], [1, 1, 1]]))
+    >>> e.squeeze(-1)
+    tensor([[0., 0., 1.],
+            [3., 4., 5.]])
+    >>> m
+    tensor([[0, 1, 1],
+            [1, 1, 1]])
+    """
+    mask = attention_mask.bool()
+    order = torch.sort(mask.int(), dim=1, stable=True).indices
+    keep = int(mask.sum(1).max())
+    order = order[:, order.shape[1] - keep :]
+    new_mask = torch.gather(mask, 1, order)
+    index = order.unsqueeze(-1).expand(-1, -1, inputs_embeds.shape[-1])
+    embeds = torch.gather(inputs_embeds, 1, index)
+    embeds = embeds * new_mask.unsqueeze(-1).to(embeds.dtype)
+    return embeds, new_mask.long()
+
+
+def pad_ids(ids, pad_value):
+    """Right-pads lists of token ids into a tensor and a mask.
+
+    Arguments
+    ---------
+    ids : list of list of int
+        Token ids per sample.
+    pad_value : int
+        Value written at padded positions.
+
+    Returns
+    -------
+    tokens : torch.LongTensor
+        ``(batch, max_len)``.
+    mask : torch.BoolTensor
+        ``(batch, max_len)``, True at real tokens.
+
+    Example
+    -------
+    >>> t, m = pad_ids([[5, 6, 7], [8]], pad_value=0)
+    >>> t
+    tensor([[5, 6, 7],
+            [8, 0, 0]])
+    >>> m.sum(1)
+    tensor([3, 1])
+    """
+    if len(ids) == 0:
+        raise ValueError("pad_ids got an empty batch")
+    max_len = max(len(seq) for seq in ids)
+    tokens = torch.full((len(ids), max_len), pad_value, dtype=torch.long)
+    mask = torch.zeros(len(ids), max_len, dtype=torch.bool)
+    for row, seq in enumerate(ids):
+        tokens[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = True
+    return tokens, mask
+
+
+def truncate_after_eos(tokens, eos_ids, pad_id):
+    """Replaces every token after the first EOS of each row with ``pad_id``.
+
+    Arguments
+    ---------
+    tokens : torch.LongTensor
+        ``(batch, len)`` generated tokens.
+    eos_ids : list of int
+        Token ids that end a sequence.
+    pad_id : int
+        Fill value after EOS (the EOS itself is kept).
+
+    Returns
+    -------
+    torch.LongTensor
+        ``(batch, len)``.
+
+    Example
+    -------
+    >>> truncate_after_eos(torch.tensor([[4, 2, 5, 6], [4, 5, 6, 7]]), [2], 0)
+    tensor([[4, 2, 0, 0],
+            [4, 5, 6, 7]])
+    """
+    is_eos = torch.isin(tokens, torch.as_tensor(eos_ids, device=tokens.device))
+    after = (is_eos.long().cumsum(1) - is_eos.long()) > 0
+    return tokens.masked_fill(after, pad_id)
+
+
+class CausalLM(torch.nn.Module):
+    """A frozen HF causal LM + tokenizer that runs on input embeddings.
+
+    Arguments
+    ---------
+    source : str
+        A hub id or a local folder holding a model saved with
+        ``save_pretrained`` and its tokenizer.
+    dtype : str or torch.dtype
+        Weight dtype (``"float32"``, ``"bfloat16"``, ``"float16"``,
+        ``"auto"``).
+    device : str or torch.device, optional
+        Where to put the model (default: where ``from_pretrained`` puts it,
+        the CPU).
+    freeze : bool
+        Freeze all weights and keep the model in eval mode (dropout off),
+        whatever ``train()`` says.
+    attn_implementation : str
+        Passed to ``from_pretrained`` (``"sdpa"``, ``"eager"``, ...).
+    local_files_only : bool, optional
+        Default: True when ``source`` is an existing folder, else False.
+    trust_remote_code : bool
+        Passed to ``from_pretrained``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+    >>> folder = make_tiny_lm_folder(tempfile.mkdtemp())
+    >>> lm = CausalLM(folder)
+    >>> ids = lm.encode(["the cat", "a dog is here"], add_bos=True)
+    >>> tokens, mask = pad_ids(ids, lm.pad_id)
+    >>> out = lm(lm.embed(tokens), mask)
+    >>> out.logits.shape == (2, tokens.shape[1], lm.vocab_size)
+    True
+    >>> lm.generate(lm.embed(tokens), mask, max_new_tokens=3).shape[0]
+    2
+    """
+
+    def __init__(
+        self,
+        source,
+        dtype="float32",
+        device=None,
+        freeze=True,
+        attn_implementation="sdpa",
+        local_files_only=None,
+        trust_remote_code=False,
+    ):
+        super().__init__()
+        source = str(source)
+        if local_files_only is None:
+            local_files_only = os.path.isdir(source)
+        self.source = source
+        self.frozen = freeze
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+                source,
+                local_files_only=local_files_only,
+                trust_remote_code=trust_remote_code,
+            )
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                source,
+                dtype=resolve_dtype(dtype),
+                attn_implementation=attn_implementation,
+                local_files_only=local_files_only,
+                trust_remote_code=trust_remote_code,
+            )
+        except OSError as err:
+            raise OSError(
+                f"CausalLM could not load source={source!r} (a hub id or a "
+                "folder with config.json, the weights and the tokenizer "
+                f"files): {err}"
+            ) from err
+        if device is not None:
+            self.model.to(device)
+        if freeze:
+            self.model.requires_grad_(False)
+            self.model.eval()
+        self._embedding_norm = None
+
+    # ------------------------------------------------------------ modes
+    def train(self, mode=True):
+        """Sets training mode, keeping a frozen LLM in eval mode.
+
+        Arguments
+        ---------
+        mode : bool
+            Training mode for this module.
+
+        Returns
+        -------
+        CausalLM
+            ``self``.
+
+        Example
+        -------
+        >>> CausalLM.train.__name__
+        'train'
+        """
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    # ------------------------------------------------------- properties
+    @property
+    def config(self):
+        """The HF model config."""
+        return self.model.config
+
+    @property
+    def device(self):
+        """Device of the input embedding table."""
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self):
+        """Dtype of the input embedding table."""
+        return self.model.get_input_embeddings().weight.dtype
+
+    @property
+    def hidden_size(self):
+        """Width of the input embeddings."""
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def vocab_size(self):
+        """Number of rows of the output layer (logit size)."""
+        return self.model.get_output_embeddings().weight.shape[0]
+
+    @property
+    def bos_id(self):
+        """BOS token id, or None when the tokenizer has none (e.g. Qwen2)."""
+        return self.tokenizer.bos_token_id
+
+    @property
+    def eos_id(self):
+        """EOS token id (tokenizer's, else the generation config's)."""
+        if self.tokenizer.eos_token_id is not None:
+            return self.tokenizer.eos_token_id
+        ids = self.eos_ids
+        if not ids:
+            raise ValueError(
+                f"{self.source}: neither the tokenizer nor the generation "
+                "config defines an EOS token"
+            )
+        return ids[0]
+
+    @property
+    def eos_ids(self):
+        """All ids that end generation (tokenizer + generation config)."""
+        ids = []
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        gen = getattr(self.model, "generation_config", None)
+        extra = getattr(gen, "eos_token_id", None) if gen else None
+        if isinstance(extra, int):
+            extra = [extra]
+        for i in extra or []:
+            if i not in ids:
+                ids.append(i)
+        return ids
+
+    @property
+    def pad_id(self):
+        """Pad token id (falls back to EOS)."""
+        if self.tokenizer.pad_token_id is not None:
+            return self.tokenizer.pad_token_id
+        return self.eos_id
+
+    # ------------------------------------------------------- tokenizing
+    def encode(self, texts, add_bos=False, add_eos=False):
+        """Tokenizes texts without the tokenizer's own special tokens.
+
+        Arguments
+        ---------
+        texts : list of str or str
+            Texts to encode (a single string is treated as a batch of one).
+        add_bos : bool
+            Prepend BOS (no-op for tokenizers without one).
+        add_eos : bool
+            Append EOS.
+
+        Returns
+        -------
+        list of list of int
+            One id list per text.
+
+        Example
+        -------
+        >>> CausalLM.encode.__name__
+        'encode'
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        ids = self.tokenizer(list(texts), add_special_tokens=False)
+        ids = [list(seq) for seq in ids["input_ids"]]
+        if add_bos and self.bos_id is not None:
+            ids = [[self.bos_id] + seq for seq in ids]
+        if add_eos:
+            ids = [seq + [self.eos_id] for seq in ids]
+        return ids
+
+    def decode(self, ids, strip=True):
+        """Decodes token ids, stopping at the first EOS of each row.
+
+        Arguments
+        ---------
+        ids : torch.Tensor or list of list of int
+            ``(batch, len)`` token ids.
+        strip : bool
+            Remove leading/trailing whitespace (answers are generated with a
+            leading space, see ``templates.format_target``).
+
+        Returns
+        -------
+        list of str
+            One string per row; pads and special tokens are skipped.
+
+        Example
+        -------
+        >>> CausalLM.decode.__name__
+        'decode'
+        """
+        if torch.is_tensor(ids):
+            ids = ids.tolist()
+        eos = set(self.eos_ids)
+        special = set(self.tokenizer.all_special_ids) | {self.pad_id}
+        texts = []
+        for seq in ids:
+            kept = []
+            for tok in seq:
+                if tok in eos:
+                    break
+                if tok not in special:
+                    kept.append(tok)
+            text = self.tokenizer.decode(kept, skip_special_tokens=True)
+            texts.append(text.strip() if strip else text)
+        return texts
+
+    # -------------------------------------------------------- embedding
+    def embed(self, ids):
+        """Looks ids up in the input embedding table.
+
+        Arguments
+        ---------
+        ids : torch.LongTensor
+            ``(batch, len)`` token ids.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(batch, len, hidden)``.
+
+        Example
+        -------
+        >>> CausalLM.embed.__name__
+        'embed'
+        """
+        ids = torch.as_tensor(ids, device=self.device)
+        return self.model.get_input_embeddings()(ids)
+
+    def embedding_norm(self):
+        """Mean L2 norm of the token embeddings (special tokens excluded).
+
+        Only rows the tokenizer can produce are used (some checkpoints pad
+        the table with unused rows). Cached after the first call.
+
+        Returns
+        -------
+        float
+            The mean norm.
+
+        Example
+        -------
+        >>> CausalLM.embedding_norm.__name__
+        'embedding_norm'
+        """
+        if self._embedding_norm is None:
+            weight = self.model.get_input_embeddings().weight.detach()
+            rows = min(len(self.tokenizer), weight.shape[0])
+            keep = torch.ones(rows, dtype=torch.bool)
+            special = [i for i in self.tokenizer.all_special_ids if i < rows]
+            keep[special] = False
+            norms = weight[:rows][keep.to(weight.device)].float().norm(dim=-1)
+            self._embedding_norm = float(norms.mean())
+        return self._embedding_norm
+
+    # ---------------------------------------------------------- forward
+    def _decoder(self):
+        base = getattr(self.model, "model", None)
+        if isinstance(base, torch.nn.Module):
+            return base
+        return self.model.get_decoder()
+
+    def _head(self, hidden):
+        logits = self.model.get_output_embeddings()(hidden)
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def forward(
+        self,
+        inputs_embeds,
+        attention_mask,
+        position_ids=None,
+        past_key_values=None,
+        use_cache=False,
+        logits_at=None,
+    ):
+        """Runs the LM on embeddings.
+
+        Arguments
+        ---------
+        inputs_embeds : torch.Tensor
+            ``(batch, len, hidden)``.
+        attention_mask : torch.Tensor
+            ``(batch, len)`` bool or 0/1 (with ``past_key_values``:
+            ``(batch, past_len + len)``, HF style).
+        position_ids : torch.LongTensor, optional
+            ``(batch, len)``; default ``cumsum(mask) - 1`` clamped at 0.
+        past_key_values : transformers.Cache, optional
+            A KV cache to continue from.
+        use_cache : bool
+            Return the updated KV cache.
+        logits_at : torch.BoolTensor, optional
+            ``(batch, len)``; compute logits only at these positions,
+            returned flattened as ``(n, vocab)``.
+
+        Returns
+        -------
+        LMOutput
+            ``hidden_states``, ``logits``, ``past_key_values``.
+
+        Example
+        -------
+        >>> CausalLM.forward.__name__
+        'forward'
+        """
+        if inputs_embeds.dim() != 3:
+            raise ValueError(
+                "inputs_embeds must be (batch, len, hidden); got shape "
+                f"{tuple(inputs_embeds.shape)}"
+            )
+        batch, length = inputs_embeds.shape[:2]
+        if (
+            attention_mask.dim() != 2
+            or attention_mask.shape[0] != batch
+            or attention_mask.shape[1] < length
+        ):
+            raise ValueError(
+                f"attention_mask must be (batch={batch}, >= len={length}); "
+                f"got shape {tuple(attention_mask.shape)}"
+            )
+        if position_ids is None:
+            position_ids = positions_from_mask(attention_mask, length)
+        out = self._decoder()(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask.long(),
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        )
+        hidden = out.last_hidden_state
+        if logits_at is None:
+            logits = self._head(hidden)
+        else:
+            if logits_at.shape != (batch, length):
+                raise ValueError(
+                    f"logits_at must be (batch={batch}, len={length}); got "
+                    f"shape {tuple(logits_at.shape)}"
+                )
+            selected = hidden[logits_at.bool()]
+            logits = self._head(selected) if selected.shape[0] else None
+        cache = out.past_key_values if use_cache else None
+        return LMOutput(hidden, logits, cache)
+
+    def loss(
+        self,
+        inputs_embeds,
+        attention_mask,
+        labels,
+        position_ids=None,
+        reduction="mean",
+    ):
+        """Next-token cross-entropy, with logits only where labels exist.
+
+        Arguments
+        ---------
+        inputs_embeds : torch.Tensor
+            ``(batch, len, hidden)``.
+        attention_mask : torch.Tensor
+            ``(batch, len)``.
+        labels : torch.LongTensor
+            ``(batch, len)`` aligned with the inputs (HF style: the label
+            at ``t`` is the token at ``t``, predicted from position
+            ``t - 1``); ``-100`` is ignored.
+        position_ids : torch.LongTensor, optional
+            Default from the mask.
+        reduction : str
+            ``"mean"`` over labelled tokens, ``"sum"``, or ``"none"``
+            (per labelled token, in row-major order).
+
+        Returns
+        -------
+        torch.Tensor
+            The loss (float32).
+
+        Example
+        -------
+        >>> CausalLM.loss.__name__
+        'loss'
+        """
+        if labels.shape != attention_mask.shape[:1] + inputs_embeds.shape[1:2]:
+            raise ValueError(
+                "labels must be (batch, len) like inputs_embeds[..., 0]; got "
+                f"{tuple(labels.shape)} vs {tuple(inputs_embeds.shape[:2])}"
+            )
+        targets = labels[:, 1:]
+        valid = targets != IGNORE_INDEX
+        logits_at = torch.zeros_like(labels, dtype=torch.bool)
+        logits_at[:, :-1] = valid
+        if not bool(valid.any()):
+            zero = inputs_embeds.sum() * 0.0
+            return zero.float()
+        out = self.forward(
+            inputs_embeds,
+            attention_mask,
+            position_ids=position_ids,
+            logits_at=logits_at,
+        )
+        return F.cross_entropy(
+            out.logits.float(), targets[valid], reduction=reduction
+        )
+
+    # --------------------------------------------------------- generate
+    @torch.no_grad()
+    def generate(
+        self,
+        inputs_embeds,
+        attention_mask,
+        max_new_tokens=64,
+        num_beams=1,
+        do_sample=False,
+        temperature=1.0,
+        top_p=1.0,
+        use_cache=True,
+        **generate_kwargs,
+    ):
+        """Generates continuations of (right-padded) prompt embeddings.
+
+        The prompts are moved to left padding with one vectorised gather and
+        handed to HF ``generate`` (position ids come from the mask, so a
+        prompt decodes the same alone or in a padded batch).
+
+        Arguments
+        ---------
+        inputs_embeds : torch.Tensor
+            ``(batch, len, hidden)`` prompt embeddings.
+        attention_mask : torch.Tensor
+            ``(batch, len)``; any padding side works, right is the
+            convention.
+        max_new_tokens : int
+            Maximum number of generated tokens.
+        num_beams : int
+            Beam search when > 1.
+        do_sample : bool
+            Sample instead of greedy/beam decoding.
+        temperature : float
+            Sampling temperature (only with ``do_sample``).
+        top_p : float
+            Nucleus sampling mass (only with ``do_sample``).
+        use_cache : bool
+            Use the KV cache (False recomputes the whole prefix each step).
+        **generate_kwargs
+            More ``transformers.GenerationConfig`` fields.
+
+        Returns
+        -------
+        torch.LongTensor
+            ``(batch, new_len)`` generated tokens only; after the first EOS
+            every token is the pad id.
+
+        Example
+        -------
+        >>> CausalLM.generate.__name__
+        'generate'
+        """
+        if attention_mask.shape != inputs_embeds.shape[:2]:
+            raise ValueError(
+                "attention_mask must match inputs_embeds[..., 0]; got "
+                f"{tuple(attention_mask.shape)} vs "
+                f"{tuple(inputs_embeds.shape[:2])}"
+            )
+        if bool((attention_mask.long().sum(1) == 0).any()):
+            raise ValueError("generate got a prompt with no valid position")
+        embeds, mask = left_align(inputs_embeds, attention_mask)
+        options = {
+            "max_new_tokens": max_new_tokens,
+            "num_beams": num_beams,
+            "do_sample": do_sample,
+            "use_cache": use_cache,
+            "eos_token_id": self.eos_ids,
+            "pad_token_id": self.pad_id,
+            "bos_token_id": self.bos_id,
+        }
+        if do_sample:
+            options.update(temperature=temperature, top_p=top_p, top_k=0)
+        options.update(generate_kwargs)
+        config = transformers.GenerationConfig(**options)
+        tokens = self.model.generate(
+            inputs_embeds=embeds.to(self.dtype),
+            attention_mask=mask,
+            generation_config=config,
+        )
+        return truncate_after_eos(tokens, self.eos_ids, self.pad_id)
+
+
+def token_embeddings(llm):
+    """The LLM's input embedding table, detached (for initialisations).
+
+    Arguments
+    ---------
+    llm : CausalLM
+        The wrapped LLM.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(vocab, hidden)``, detached from the frozen weights.
+
+    Example
+    -------
+    >>> token_embeddings.__name__
+    'token_embeddings'
+    """
+    return llm.model.get_input_embeddings().weight.detach()
+
+
+def token_embedding_norm(llm):
+    """Mean L2 norm of the LLM's token embeddings (for scale matching).
+
+    Arguments
+    ---------
+    llm : CausalLM
+        The wrapped LLM.
+
+    Returns
+    -------
+    float
+        ``llm.embedding_norm()``.
+
+    Example
+    -------
+    >>> token_embedding_norm.__name__
+    'token_embedding_norm'
+    """
+    return llm.embedding_norm()
