@@ -18,6 +18,7 @@ Authors
  * audiollm-lobes developers, 2026
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +51,37 @@ def backbones_dir(world_root):
     return Path(world_root) / "backbones"
 
 
+def config_fingerprint(profile):
+    """A short hash of the toy backbones' settings for ``profile``.
+
+    The cache is rebuilt when these settings change, not only when
+    ``BACKBONES_VERSION`` is bumped.
+
+    Arguments
+    ---------
+    profile : str
+        ``"tiny"`` or ``"small"``.
+
+    Returns
+    -------
+    str
+        12 hex digits.
+
+    Example
+    -------
+    >>> len(config_fingerprint("tiny"))
+    12
+    """
+    from audiollm_lobes.toyworld import toy_encoders, toy_lm
+
+    settings = {
+        "lm": toy_lm.LM_PROFILES[profile],
+        "encoders": toy_encoders.PROFILES[profile],
+    }
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
 def _stamp_matches(stamp_path, profile, seed):
     if not stamp_path.exists():
         return False
@@ -61,6 +93,7 @@ def _stamp_matches(stamp_path, profile, seed):
         stamp.get("version") == BACKBONES_VERSION
         and stamp.get("profile") == profile
         and stamp.get("seed") == seed
+        and stamp.get("config") == config_fingerprint(profile)
     )
 
 
@@ -137,6 +170,7 @@ def build_backbones(
         "version": BACKBONES_VERSION,
         "profile": profile,
         "seed": seed,
+        "config": config_fingerprint(profile),
         "timings": timings,
         "lm": _jsonable(lm_stats),
         "encoders": _jsonable(enc_stats),

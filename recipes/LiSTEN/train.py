@@ -24,15 +24,16 @@ import logging
 import sys
 
 import speechbrain as sb
-import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from audiollm_lobes.brain import AudioLLMBrain, count_parameters
+from audiollm_lobes.data.manifest import ManifestError
 from audiollm_lobes.recipe_utils import (
     build_datasets,
     resolve_hparams_file,
     task_baselines,
+    train_loader_kwargs,
     write_summary,
 )
 
@@ -83,7 +84,7 @@ def main(argv):
         brain.hparams.epoch_counter,
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
+        train_loader_kwargs=train_loader_kwargs(hparams, datasets["train"]),
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
     pool = getattr(brain.modules, "prompt_pool", None)
@@ -117,5 +118,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except ManifestError as err:
+        # one clear report of every bad example, no deep traceback
+        sys.exit(f"LiSTEN: the data manifests have problems:\n{err}")

@@ -1,0 +1,117 @@
+"""Runs every LiSTEN hparams file for a few steps on the tiny toy world."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "LiSTEN"
+HPARAMS = ["dps", "dps_attention", "dps_residual", "soft_prompt", "lora"]
+TASKS = {
+    "asr",
+    "translate_zh",
+    "emotion",
+    "speaker_verification",
+    "spoken_qa",
+    "captioning",
+}
+
+
+def _run(name, out_dir, extra=()):
+    cmd = [
+        sys.executable,
+        str(RECIPE / "train.py"),
+        f"hparams/{name}.yaml",
+        "--toy_profile=tiny",
+        f"--output_folder={out_dir}",
+        "--steps_per_epoch=2",
+        "--number_of_epochs=1",
+        "--batch_size=4",
+        "--max_valid_per_task=2",
+        "--max_test_per_task=2",
+        "--max_new_tokens=6",
+        "--warmup_steps=1",
+        *extra,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", HPARAMS)
+def test_listen_hparams_run(name, tiny_backbones, tmp_path):
+    out = tmp_path / name
+    extra = ["--k_eval_sweep=[1,2]"] if name == "dps" else ["--k_eval_sweep=[]"]
+    _run(name, out, extra)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["test"]) == TASKS
+    for task, values in summary["test"].items():
+        assert values["n"] == 2, task
+    assert summary["trainable_parameters"] > 0
+    assert (out / "results.md").read_text().count("|") > 10
+    assert (out / "train_log.txt").exists()
+    # only trainable parameters are checkpointed, never the frozen LLM
+    ckpts = list((out / "save").glob("CKPT*/trainable.ckpt"))
+    assert len(ckpts) == 1
+    state = torch.load(ckpts[0], map_location="cpu")
+    assert state and not any("embed_tokens" in k for k in state)
+    if name == "lora":
+        assert all("lora_" in k for k in state if k.startswith("llm."))
+    if name == "dps":
+        assert (out / "prompt_usage.png").exists()
+        usage = json.loads((out / "prompt_usage.json").read_text())
+        assert set(usage["per_task"]) == TASKS
+        assert set(summary["k_sweep"]) == {"1", "2"}
+
+
+def test_bad_manifest_gives_one_clear_report(tiny_backbones, tmp_path):
+    """Missing file, empty wav, wrong rate, unknown task: one report."""
+    import numpy as np
+    import soundfile as sf
+
+    world = Path(tiny_backbones).parent
+    data = tmp_path / "data"
+    good = json.loads((world / "manifests" / "train" / "asr.json").read_text())
+    items = dict(list(good.items())[:3])
+    for split in ("train", "valid", "test"):
+        (data / "manifests" / split).mkdir(parents=True)
+    (data / "empty.wav").write_bytes(b"")
+    sf.write(data / "rate8k.wav", np.zeros(8000, dtype="float32"), 8000)
+    template = next(iter(items.values()))
+    bad = {
+        "bad_missing": dict(template, wav="{data_root}/nowhere.wav"),
+        "bad_empty": dict(template, wav="{data_root}/empty.wav"),
+        "bad_rate": dict(template, wav="{data_root}/rate8k.wav", duration=1.0),
+        "bad_task": dict(template, task="juggling"),
+    }
+    train = {**items, **bad}
+    for entry in items.values():
+        entry["wav"] = entry["wav"].replace("{data_root}", str(world))
+    for key in ("bad_task",):
+        train[key]["wav"] = train[key]["wav"].replace("{data_root}", str(world))
+    (data / "manifests" / "train" / "asr.json").write_text(json.dumps(train))
+    for split in ("valid", "test"):
+        (data / "manifests" / split / "asr.json").write_text(json.dumps(items))
+    cmd = [
+        sys.executable,
+        str(RECIPE / "train.py"),
+        "hparams/dps.yaml",
+        "--toy_profile=tiny",
+        f"--data_folder={data}",
+        "--tasks=[asr]",
+        f"--output_folder={tmp_path / 'out'}",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode != 0
+    for ex_id in bad:
+        assert ex_id in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
