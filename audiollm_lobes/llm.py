@@ -536,7 +536,7 @@ class CausalLM(torch.nn.Module):
         Arguments
         ---------
         inputs_embeds : torch.Tensor
-            ``(batch, len, hidden)``.
+            ``(batch, len, hidden)`` (cast to the model dtype).
         attention_mask : torch.Tensor
             ``(batch, len)`` bool or 0/1 (with ``past_key_values``:
             ``(batch, past_len + len)``, HF style).
@@ -577,6 +577,8 @@ class CausalLM(torch.nn.Module):
             )
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask, length)
+        if inputs_embeds.dtype != self.dtype:
+            inputs_embeds = inputs_embeds.to(self.dtype)
         out = self._decoder()(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask.long(),
@@ -668,13 +670,18 @@ class CausalLM(torch.nn.Module):
         temperature=1.0,
         top_p=1.0,
         use_cache=True,
+        min_new_tokens=0,
         **generate_kwargs,
     ):
         """Generates continuations of (right-padded) prompt embeddings.
 
-        The prompts are moved to left padding with one vectorised gather and
-        handed to HF ``generate`` (position ids come from the mask, so a
-        prompt decodes the same alone or in a padded batch).
+        The prompts are moved to left padding with one vectorised gather
+        (position ids come from the mask, so a prompt decodes the same alone
+        or in a padded batch). With ``use_cache=True`` decoding is HF
+        ``generate`` with its KV cache; ``use_cache=False`` runs a plain loop
+        that recomputes the whole sequence at every step (greedy or
+        sampling; a reference and a benchmark baseline, since HF always
+        caches when given ``inputs_embeds``).
 
         Arguments
         ---------
@@ -686,7 +693,7 @@ class CausalLM(torch.nn.Module):
         max_new_tokens : int
             Maximum number of generated tokens.
         num_beams : int
-            Beam search when > 1.
+            Beam search when > 1 (needs ``use_cache=True``).
         do_sample : bool
             Sample instead of greedy/beam decoding.
         temperature : float
@@ -694,9 +701,12 @@ class CausalLM(torch.nn.Module):
         top_p : float
             Nucleus sampling mass (only with ``do_sample``).
         use_cache : bool
-            Use the KV cache (False recomputes the whole prefix each step).
+            Use the KV cache.
+        min_new_tokens : int
+            EOS is forbidden before this many tokens.
         **generate_kwargs
-            More ``transformers.GenerationConfig`` fields.
+            More ``transformers.GenerationConfig`` fields (cached path
+            only).
 
         Returns
         -------
@@ -718,11 +728,29 @@ class CausalLM(torch.nn.Module):
         if bool((attention_mask.long().sum(1) == 0).any()):
             raise ValueError("generate got a prompt with no valid position")
         embeds, mask = left_align(inputs_embeds, attention_mask)
+        embeds = embeds.to(self.dtype)
+        if not use_cache:
+            if num_beams > 1 or generate_kwargs:
+                raise ValueError(
+                    "use_cache=False supports greedy decoding and sampling "
+                    "only; got num_beams="
+                    f"{num_beams} and options {sorted(generate_kwargs)}"
+                )
+            return self._generate_uncached(
+                embeds,
+                mask,
+                max_new_tokens,
+                do_sample,
+                temperature,
+                top_p,
+                min_new_tokens,
+            )
         options = {
             "max_new_tokens": max_new_tokens,
+            "min_new_tokens": min_new_tokens,
             "num_beams": num_beams,
             "do_sample": do_sample,
-            "use_cache": use_cache,
+            "use_cache": True,
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
             "bos_token_id": self.bos_id,
@@ -732,11 +760,78 @@ class CausalLM(torch.nn.Module):
         options.update(generate_kwargs)
         config = transformers.GenerationConfig(**options)
         tokens = self.model.generate(
-            inputs_embeds=embeds.to(self.dtype),
-            attention_mask=mask,
-            generation_config=config,
+            inputs_embeds=embeds, attention_mask=mask, generation_config=config
         )
         return truncate_after_eos(tokens, self.eos_ids, self.pad_id)
+
+    def _generate_uncached(
+        self,
+        embeds,
+        mask,
+        max_new_tokens,
+        do_sample,
+        temperature,
+        top_p,
+        min_new_tokens,
+    ):
+        """Decoding loop without KV cache on left-padded prompts."""
+        batch = embeds.shape[0]
+        eos = torch.as_tensor(self.eos_ids, device=embeds.device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=embeds.device)
+        tokens = []
+        for step in range(max_new_tokens):
+            last = torch.zeros(mask.shape, dtype=torch.bool, device=mask.device)
+            last[:, -1] = True
+            logits = self.forward(embeds, mask, logits_at=last).logits.float()
+            if step < min_new_tokens:
+                logits[:, eos] = -float("inf")
+            if do_sample:
+                token = sample_top_p(logits / temperature, top_p)
+            else:
+                token = logits.argmax(-1)
+            token = token.masked_fill(finished, self.pad_id)
+            tokens.append(token)
+            finished = finished | torch.isin(token, eos)
+            if bool(finished.all()):
+                break
+            embeds = torch.cat([embeds, self.embed(token[:, None])], 1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        return torch.stack(tokens, 1)
+
+
+def sample_top_p(logits, top_p=1.0, generator=None):
+    """Draws one token per row from the nucleus of ``softmax(logits)``.
+
+    The nucleus is the smallest set of most probable tokens whose mass
+    reaches ``top_p`` (at least one token).
+
+    Arguments
+    ---------
+    logits : torch.Tensor
+        ``(batch, vocab)`` (already divided by the temperature).
+    top_p : float
+        Nucleus mass in ``(0, 1]``.
+    generator : torch.Generator, optional
+        Random generator.
+
+    Returns
+    -------
+    torch.LongTensor
+        ``(batch,)`` token ids.
+
+    Example
+    -------
+    >>> logits = torch.tensor([[0.0, 5.0, 0.0], [9.0, 0.0, 0.0]])
+    >>> sample_top_p(logits, top_p=0.5)
+    tensor([1, 0])
+    """
+    probs = torch.softmax(logits.float(), -1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(-1, descending=True)
+        before = sorted_probs.cumsum(-1) - sorted_probs
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 def token_embeddings(llm):

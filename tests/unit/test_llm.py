@@ -1,0 +1,430 @@
+"""Tests of the frozen causal-LM wrapper against plain HF / loop references.
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+
+from audiollm_lobes.llm import (
+    IGNORE_INDEX,
+    CausalLM,
+    left_align,
+    pad_ids,
+    positions_from_mask,
+    sample_top_p,
+    truncate_after_eos,
+)
+from audiollm_lobes.toyworld.toy_lm import (
+    _TINY_CORPUS,
+    make_llama,
+    train_tokenizer,
+)
+
+PROMPTS = [
+    "the red cat",
+    "le chien bleu dort dans le jardin",
+    "红色",
+    "USER: Repeat the text: the blue dog sleeps in the garden",
+    "bring two",
+]
+
+
+@pytest.fixture(scope="module")
+def lm_folder(tmp_path_factory):
+    """A random Llama (GQA, untied head) with large weights, so that greedy
+    decoding is far from trivial, and an EOS logit boosted so that most
+    continuations end within ~20 tokens."""
+    root = tmp_path_factory.mktemp("tiny_llm")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(_TINY_CORPUS) + "\n", encoding="utf-8")
+    tok = train_tokenizer(corpus, root / "tok", vocab_size=400)
+    folder = make_llama(
+        tok,
+        root / "lm",
+        hidden=64,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        intermediate=128,
+        init_std=0.3,
+        tie_embeddings=False,
+        seed=3,
+    )
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        eos = model.config.eos_token_id
+        model.lm_head.weight[eos] *= 2.5
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lm(lm_folder):
+    torch.manual_seed(0)
+    return CausalLM(lm_folder)
+
+
+def _batch(lm, texts):
+    tokens, mask = pad_ids(lm.encode(texts, add_bos=True), lm.pad_id)
+    return lm.embed(tokens), mask
+
+
+def _reference_greedy(lm, ids, max_new_tokens):
+    """Greedy decoding of one unpadded prompt with the plain HF model,
+    recomputing the whole sequence at each step (no cache)."""
+    embeds = lm.embed(torch.tensor([ids]))
+    out = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = lm.model(inputs_embeds=embeds, use_cache=False).logits
+            token = int(logits[0, -1].argmax())
+            out.append(token)
+            if token == lm.eos_id:
+                break
+            embeds = torch.cat([embeds, lm.embed(torch.tensor([[token]]))], 1)
+    return out
+
+
+def _strip(row, lm):
+    row = row.tolist()
+    return row[: row.index(lm.eos_id) + 1] if lm.eos_id in row else row
+
+
+# ------------------------------------------------------------- loading
+def test_loads_through_from_pretrained(lm_folder, monkeypatch):
+    calls = []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(source, *args, **kwargs):
+        calls.append((source, kwargs))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(
+        transformers.AutoModelForCausalLM, "from_pretrained", spy
+    )
+    model = CausalLM(lm_folder, attn_implementation="eager")
+    assert len(calls) == 1
+    source, kwargs = calls[0]
+    assert source == str(lm_folder)
+    assert kwargs["local_files_only"] is True
+    assert kwargs["attn_implementation"] == "eager"
+    assert kwargs["dtype"] == torch.float32
+    assert isinstance(model.model, transformers.LlamaForCausalLM)
+
+
+def test_frozen_and_stays_in_eval_mode(lm):
+    assert not any(p.requires_grad for p in lm.parameters())
+    lm.train()
+    assert lm.training and not lm.model.training
+    assert not any(m.training for m in lm.model.modules())
+    lm.eval()
+
+
+def test_unfrozen_follows_train_mode(lm_folder):
+    model = CausalLM(lm_folder, freeze=False)
+    assert all(p.requires_grad for p in model.parameters())
+    model.train()
+    assert model.model.training
+
+
+def test_bad_source_names_it(tmp_path):
+    with pytest.raises(OSError, match="empty_folder"):
+        CausalLM(tmp_path / "empty_folder_xyz", local_files_only=True)
+
+
+def test_properties(lm):
+    assert lm.hidden_size == 64
+    assert lm.vocab_size == lm.model.config.vocab_size
+    assert (lm.bos_id, lm.eos_id, lm.pad_id) == (1, 2, 3)
+    assert lm.eos_ids == [2]
+    assert lm.dtype == torch.float32
+
+
+def test_embedding_norm_matches_loop(lm):
+    weight = lm.model.get_input_embeddings().weight.double()
+    special = set(lm.tokenizer.all_special_ids)
+    norms = [
+        float(weight[i].pow(2).sum().sqrt())
+        for i in range(weight.shape[0])
+        if i not in special
+    ]
+    assert lm.embedding_norm() == pytest.approx(sum(norms) / len(norms))
+
+
+# ---------------------------------------------------------- tokenizing
+def test_encode_decode(lm):
+    ids = lm.encode(["the red cat", "红色的猫"], add_bos=True, add_eos=True)
+    assert all(seq[0] == lm.bos_id and seq[-1] == lm.eos_id for seq in ids)
+    assert lm.decode(ids) == ["the red cat", "红色的猫"]
+    # decoding stops at the first EOS and skips pads
+    tokens = lm.encode(["the cat"])[0]
+    row = [lm.pad_id] + tokens + [lm.eos_id] + lm.encode(["dog"])[0]
+    assert lm.decode(torch.tensor([row])) == ["the cat"]
+    assert lm.encode("a b") == lm.encode(["a b"])
+
+
+# ------------------------------------------------------------- helpers
+def test_positions_from_mask_loop():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 0, 1, 1, 0]])
+    expected = torch.zeros_like(mask)
+    for b in range(mask.shape[0]):
+        count = 0
+        for t in range(mask.shape[1]):
+            expected[b, t] = max(count + int(mask[b, t]) - 1, 0)
+            count += int(mask[b, t])
+    assert torch.equal(positions_from_mask(mask), expected)
+    assert torch.equal(positions_from_mask(mask, 2), expected[:, -2:])
+
+
+def test_left_align_loop():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 7, 3, generator=gen)
+    mask = torch.rand(6, 7, generator=gen) > 0.4
+    mask[:, 0] = True
+    embeds, new_mask = left_align(x, mask)
+    width = int(mask.sum(1).max())
+    assert embeds.shape == (6, width, 3)
+    for b in range(6):
+        valid = x[b][mask[b]]
+        n = valid.shape[0]
+        assert torch.equal(embeds[b, width - n :], valid)
+        assert torch.all(embeds[b, : width - n] == 0)
+        assert new_mask[b].tolist() == [0] * (width - n) + [1] * n
+
+
+def test_truncate_after_eos_loop():
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 6, (8, 10), generator=gen)
+    out = truncate_after_eos(tokens, [2, 5], pad_id=0)
+    for b in range(8):
+        seen = False
+        for t in range(10):
+            expected = 0 if seen else int(tokens[b, t])
+            assert int(out[b, t]) == expected
+            seen = seen or int(tokens[b, t]) in (2, 5)
+
+
+# -------------------------------------------------------------- forward
+def test_forward_matches_hf_and_logits_at(lm):
+    embeds, mask = _batch(lm, PROMPTS)
+    out = lm(embeds, mask)
+    with torch.no_grad():
+        ref = lm.model(inputs_embeds=embeds, attention_mask=mask.long())
+    assert torch.allclose(out.logits[mask], ref.logits[mask], atol=1e-5)
+    # each right-padded row equals the prompt run alone
+    for b in range(len(PROMPTS)):
+        n = int(mask[b].sum())
+        alone = lm(embeds[b : b + 1, :n], mask[b : b + 1, :n])
+        assert torch.allclose(alone.logits[0], out.logits[b, :n], atol=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    at = (torch.rand(mask.shape, generator=gen) > 0.5) & mask
+    sparse = lm(embeds, mask, logits_at=at)
+    assert sparse.logits.shape == (int(at.sum()), lm.vocab_size)
+    assert torch.allclose(sparse.logits, out.logits[at], atol=1e-5)
+    assert torch.equal(sparse.hidden_states, out.hidden_states)
+
+
+def test_forward_never_projects_the_full_sequence(lm, monkeypatch):
+    embeds, mask = _batch(lm, PROMPTS)
+    seen = []
+    head = lm.model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    try:
+        at = torch.zeros_like(mask)
+        at[:, 1] = True
+        lm(embeds, mask, logits_at=at)
+    finally:
+        hook.remove()
+    assert seen == [torch.Size([len(PROMPTS), lm.hidden_size])]
+
+
+def test_forward_with_cache_continues(lm):
+    embeds, mask = _batch(lm, PROMPTS[:2])
+    full = lm(embeds, mask)
+    first = lm(embeds[:, :3], mask[:, :3], use_cache=True)
+    rest = lm(embeds[:, 3:], mask, past_key_values=first.past_key_values)
+    tail = mask[:, 3:]
+    assert torch.allclose(
+        rest.logits[tail], full.logits[:, 3:][tail], atol=1e-4
+    )
+
+
+def test_bad_shapes(lm):
+    embeds, mask = _batch(lm, PROMPTS[:2])
+    with pytest.raises(ValueError, match="attention_mask"):
+        lm(embeds, mask[:1])
+    with pytest.raises(ValueError, match="logits_at"):
+        lm(embeds, mask, logits_at=mask[:, :2])
+    with pytest.raises(ValueError, match="inputs_embeds"):
+        lm(embeds[0], mask)
+    with pytest.raises(ValueError, match="no valid position"):
+        lm.generate(embeds, torch.zeros_like(mask))
+
+
+# ----------------------------------------------------------------- loss
+def _labels(lm, texts, answers):
+    prompts = lm.encode(texts, add_bos=True)
+    outs = lm.encode(answers, add_eos=True)
+    tokens, mask = pad_ids([p + a for p, a in zip(prompts, outs)], lm.pad_id)
+    labels = tokens.masked_fill(~mask, IGNORE_INDEX)
+    for b, p in enumerate(prompts):
+        labels[b, : len(p)] = IGNORE_INDEX
+    return tokens, mask, labels
+
+
+def test_loss_matches_hf_and_loop(lm):
+    tokens, mask, labels = _labels(
+        lm, PROMPTS[:3], [" le chat", " the dog sleeps", " 猫"]
+    )
+    embeds = lm.embed(tokens)
+    loss = lm.loss(embeds, mask, labels)
+    with torch.no_grad():
+        ref = lm.model(
+            inputs_embeds=embeds, attention_mask=mask.long(), labels=labels
+        ).loss
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    # float64 loop over the labelled positions
+    logits = lm(embeds, mask).logits.double()
+    total, count = 0.0, 0
+    for b in range(tokens.shape[0]):
+        for t in range(1, tokens.shape[1]):
+            if labels[b, t] != IGNORE_INDEX:
+                logp = F.log_softmax(logits[b, t - 1], -1)
+                total -= float(logp[labels[b, t]])
+                count += 1
+    assert loss.item() == pytest.approx(total / count, rel=1e-5)
+    per_token = lm.loss(embeds, mask, labels, reduction="none")
+    assert per_token.shape == (count,)
+
+
+def test_loss_gradient_reaches_inputs_only(lm):
+    tokens, mask, labels = _labels(lm, PROMPTS[:2], [" a", " b c"])
+    embeds = lm.embed(tokens).detach().requires_grad_(True)
+    lm.loss(embeds, mask, labels).backward()
+    assert embeds.grad is not None and embeds.grad.abs().sum() > 0
+    assert all(p.grad is None for p in lm.parameters())
+
+
+def test_loss_without_labels_is_zero(lm):
+    tokens, mask, _ = _labels(lm, PROMPTS[:2], [" a", " b"])
+    labels = torch.full_like(tokens, IGNORE_INDEX)
+    assert lm.loss(lm.embed(tokens), mask, labels).item() == 0.0
+
+
+# ------------------------------------------------------------ generate
+def test_generation_is_not_trivial(lm):
+    embeds, mask = _batch(lm, PROMPTS)
+    out = lm.generate(embeds, mask, max_new_tokens=24)
+    rows = [tuple(_strip(r, lm)) for r in out]
+    assert len(set(rows)) == len(rows)
+    assert sum(len(set(r)) > 3 for r in rows) >= 3
+    assert sum(r[-1] == lm.eos_id for r in rows) >= 3
+
+
+def test_cached_greedy_equals_uncached(lm):
+    embeds, mask = _batch(lm, PROMPTS)
+    cached = lm.generate(embeds, mask, max_new_tokens=24, use_cache=True)
+    uncached = lm.generate(embeds, mask, max_new_tokens=24, use_cache=False)
+    assert torch.equal(cached, uncached)
+    ids = lm.encode(PROMPTS, add_bos=True)
+    for b, prompt in enumerate(ids):
+        assert _strip(cached[b], lm) == _reference_greedy(lm, prompt, 24)
+
+
+def test_padded_batch_equals_each_prompt_alone(lm):
+    embeds, mask = _batch(lm, PROMPTS)
+    assert len(set(mask.sum(1).tolist())) == len(PROMPTS)
+    batch = lm.generate(embeds, mask, max_new_tokens=24)
+    for b in range(len(PROMPTS)):
+        n = int(mask[b].sum())
+        alone = lm.generate(embeds[b : b + 1, :n], mask[b : b + 1, :n], 24)
+        assert _strip(alone[0], lm) == _strip(batch[b], lm)
+        # nothing but pads after the EOS
+        row = batch[b].tolist()
+        if lm.eos_id in row:
+            after = row[row.index(lm.eos_id) + 1 :]
+            assert all(t == lm.pad_id for t in after)
+
+
+def test_beam_search_ends_with_eos(lm):
+    embeds, mask = _batch(lm, PROMPTS)
+    out = lm.generate(embeds, mask, max_new_tokens=40, num_beams=4)
+    assert out.shape[0] == len(PROMPTS)
+    for row in out:
+        seq = _strip(row, lm)
+        assert seq[-1] == lm.eos_id
+    assert max(len(_strip(r, lm)) for r in out) > 3
+    # same beams for a prompt alone
+    n = int(mask[1].sum())
+    alone = lm.generate(embeds[1:2, :n], mask[1:2, :n], 40, num_beams=4)
+    assert _strip(alone[0], lm) == _strip(out[1], lm)
+
+
+def test_sampling_is_seeded(lm):
+    embeds, mask = _batch(lm, PROMPTS[:3])
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        outs.append(
+            lm.generate(
+                embeds,
+                mask,
+                max_new_tokens=12,
+                do_sample=True,
+                temperature=0.8,
+                top_p=0.9,
+            )
+        )
+    assert torch.equal(outs[0], outs[1])
+    assert outs[0].max() < lm.vocab_size
+
+
+def test_uncached_sampling_and_beam_errors(lm):
+    embeds, mask = _batch(lm, PROMPTS[:3])
+    torch.manual_seed(3)
+    first = lm.generate(embeds, mask, 10, do_sample=True, use_cache=False)
+    torch.manual_seed(3)
+    second = lm.generate(embeds, mask, 10, do_sample=True, use_cache=False)
+    assert torch.equal(first, second)
+    with pytest.raises(ValueError, match="use_cache=False"):
+        lm.generate(embeds, mask, 5, num_beams=2, use_cache=False)
+
+
+def test_min_new_tokens_both_paths(lm):
+    embeds, mask = _batch(lm, PROMPTS)
+    for use_cache in (True, False):
+        out = lm.generate(
+            embeds, mask, 6, min_new_tokens=6, use_cache=use_cache
+        )
+        assert out.shape == (len(PROMPTS), 6)
+        assert not torch.isin(out, torch.tensor(lm.eos_ids)).any()
+
+
+def test_sample_top_p_keeps_the_nucleus():
+    probs = torch.tensor([0.5, 0.3, 0.1, 0.06, 0.04])
+    logits = probs.log().expand(4000, -1)
+    gen = torch.Generator().manual_seed(0)
+    draws = sample_top_p(logits, top_p=0.75, generator=gen)
+    assert set(draws.tolist()) == {0, 1}
+    assert (draws == 0).float().mean().item() == pytest.approx(0.625, abs=0.03)
+    draws = sample_top_p(logits, top_p=1.0, generator=gen)
+    freq = torch.bincount(draws, minlength=5).float() / 4000
+    assert torch.allclose(freq, probs, atol=0.03)
+
+
+def test_bfloat16_model_takes_float32_embeddings(lm_folder, lm):
+    half = CausalLM(lm_folder, dtype="bfloat16")
+    assert half.dtype == torch.bfloat16
+    embeds, mask = _batch(lm, PROMPTS[:2])
+    out = half(embeds, mask)
+    ref = lm(embeds, mask)
+    assert out.logits.dtype == torch.bfloat16
+    probs = torch.softmax(out.logits.float()[mask], -1)
+    ref_probs = torch.softmax(ref.logits[mask], -1)
+    assert (probs - ref_probs).abs().max() < 0.1
+    with pytest.raises(ValueError, match="dtype"):
+        CausalLM(lm_folder, dtype="float8")
