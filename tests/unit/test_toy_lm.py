@@ -311,3 +311,24 @@ def test_cli_eval_prints_table(trained, world, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "repeat" in text and "translate_fr" in text and "mean" in text
+
+
+def test_batch_loss_prompt_weight_by_hand(trained, world):
+    lm = CausalLM(trained[0])
+    rows = toy_lm.read_text_jsonl(world / "text" / "test.jsonl")[:4]
+    examples = toy_lm.encode_examples(lm, rows)
+    tokens, mask, labels = toy_lm._collate(examples, lm.pad_id)
+    answer_only = toy_lm._batch_loss(lm, tokens, mask, labels, 0.0)
+    assert answer_only.item() == pytest.approx(
+        lm.loss(lm.embed(tokens), mask, labels).item()
+    )
+    got = toy_lm._batch_loss(lm, tokens, mask, labels, 0.3)
+    logits = lm(lm.embed(tokens), mask).logits.double()
+    total, n_answer = 0.0, 0
+    for b, (ids, n_prompt) in enumerate(examples):
+        for t in range(1, len(ids)):
+            nll = -torch.log_softmax(logits[b, t - 1], -1)[ids[t]].item()
+            weight = 1.0 if t >= n_prompt else 0.3
+            total += weight * nll
+            n_answer += t >= n_prompt
+    assert got.item() == pytest.approx(total / n_answer, rel=1e-4)
