@@ -163,6 +163,15 @@ class AudioLLMBrain(sb.Brain):
     """Shared Brain for audio LLM recipes (see the module docstring)."""
 
     # ------------------------------------------------------------ set-up
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        encoder = getattr(self.modules, "encoder", None)
+        if self._hp("cache_encoder_features", False) and encoder is not None:
+            # Cached features are computed once, under no_grad: whatever the
+            # encoder holds (e.g. FusedEncoder's per-stream LayerNorms)
+            # cannot train, so it is frozen and not counted as trainable.
+            encoder.requires_grad_(False)
+
     def init_optimizers(self):
         """One optimizer over the trainable parameters only."""
         params = [p for p in self.modules.parameters() if p.requires_grad]
@@ -268,6 +277,58 @@ class AudioLLMBrain(sb.Brain):
             prompts_mask=prompts_mask,
         )
 
+    def llm_loss(self, seq, batch, stage):
+        """CE of the frozen LLM on an assembled sequence's answer tokens.
+
+        Override to run the LLM differently (e.g. PAL's attention-only
+        injection); the default is ``llm.loss`` on the PLITS sequence.
+
+        Arguments
+        ---------
+        seq : PackedSequence
+            From ``build_sequence(..., with_answer=True)``.
+        batch : PaddedBatch
+            The batch (for overrides).
+        stage : sb.Stage
+            The stage (for overrides).
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar loss.
+        """
+        del batch, stage
+        return self.llm.loss(seq.embeds, seq.mask, seq.labels, seq.position_ids)
+
+    def llm_generate(self, seq, batch, stage):
+        """Decodes continuations of an assembled prompt sequence.
+
+        Override together with ``llm_loss``; the default is the wrapper's
+        batched KV-cached ``llm.generate`` with ``max_new_tokens`` and
+        ``num_beams`` from the hparams.
+
+        Arguments
+        ---------
+        seq : PackedSequence
+            From ``build_sequence(..., with_answer=False)``.
+        batch : PaddedBatch
+            The batch (for overrides).
+        stage : sb.Stage
+            The stage (for overrides).
+
+        Returns
+        -------
+        torch.LongTensor
+            ``(batch, n_new)`` generated token ids.
+        """
+        del batch, stage
+        return self.llm.generate(
+            seq.embeds,
+            seq.mask,
+            max_new_tokens=self._hp("max_new_tokens", 48),
+            num_beams=self._hp("num_beams", 1),
+        )
+
     # ------------------------------------------------------- Brain hooks
     def compute_forward(self, batch, stage):
         """Encoder -> connector -> prompts -> LLM (+ decoding in eval)."""
@@ -280,7 +341,7 @@ class AudioLLMBrain(sb.Brain):
         seq = self.build_sequence(
             batch, audio, audio_mask, prompts, prompts_mask, with_answer=True
         )
-        ce = self.llm.loss(seq.embeds, seq.mask, seq.labels, seq.position_ids)
+        ce = self.llm_loss(seq, batch, stage)
         out = {"ce": ce, "aux": aux, "hyps": None}
         decode = stage == sb.Stage.TEST or (
             stage == sb.Stage.VALID and self._hp("valid_decode", True)
@@ -294,12 +355,7 @@ class AudioLLMBrain(sb.Brain):
                 prompts_mask,
                 with_answer=False,
             )
-            tokens = self.llm.generate(
-                gen.embeds,
-                gen.mask,
-                max_new_tokens=self._hp("max_new_tokens", 48),
-                num_beams=self._hp("num_beams", 1),
-            )
+            tokens = self.llm_generate(gen, batch, stage)
             out["hyps"] = self.llm.decode(tokens.tolist())
         return out
 

@@ -15,6 +15,7 @@ from speechbrain.dataio.sampler import ReproducibleRandomSampler
 from speechbrain.utils.distributed import run_on_main
 
 from audiollm_lobes.brain import write_json_atomic
+from audiollm_lobes.compare import sweep_table
 from audiollm_lobes.data.pipeline import load_entries, make_dataset
 from audiollm_lobes.metrics import TASK_METRICS, format_table, majority_baseline
 from audiollm_lobes.toyworld.sources import resolve_source
@@ -225,6 +226,7 @@ def write_summary(summary, hparams, n_trainable):
     """
     out_dir = Path(hparams["output_folder"])
     summary = dict(summary)
+    summary["experiment"] = hparams.get("experiment")
     summary["trainable_parameters"] = int(n_trainable)
     summary["baselines"] = hparams.get("baselines")
     write_json_atomic(summary, out_dir / "summary.json")
@@ -234,11 +236,67 @@ def write_summary(summary, hparams, n_trainable):
         format_table(summary["test"], hparams.get("baselines")),
     ]
     if summary.get("k_sweep"):
-        lines += ["", "k_eval sweep:", ""]
-        for k, res in summary["k_sweep"].items():
-            lines += [f"k_eval = {k}", format_table(res, None), ""]
+        lines += ["", "k_eval sweep (same trained model):", ""]
+        lines += [sweep_table(summary["k_sweep"])]
+    usage = summary.get("usage") or {}
+    if usage.get("per_task"):
+        lines += ["", "prompt usage on the test set (k = k_eval):", ""]
+        lines += [
+            "| task | selections | distinct prompts | entropy (bits) |",
+            "|---|---:|---:|---:|",
+        ]
+        for task, st in usage["per_task"].items():
+            lines.append(
+                f"| {task} | {st['selections']} | {st['distinct']} | "
+                f"{st['entropy_bits']:.2f} |"
+            )
+        groups = usage.get("group_overlap") or {}
+        lines += [""] + [
+            f"- mean overlap {name.replace('_', ' ')}: "
+            + ("–" if value is None else f"{value:.3f}")
+            for name, value in groups.items()
+        ]
     text = "\n".join(lines) + "\n"
     tmp = out_dir / "results.md.tmp"
     tmp.write_text(text)
     tmp.replace(out_dir / "results.md")
     logger.info("results:\n%s", text)
+
+
+def check_shapes(declared, loaded):
+    """Checks the shapes an hparams file declares against loaded backbones.
+
+    Paper-scale hparams state the widths of the published models so that
+    the trainable lobes can be sized (and tested) without weights; this
+    stops a run early, naming the field, when the backbones given on the
+    command line are of another size.
+
+    Arguments
+    ---------
+    declared : dict
+        ``{name: int}`` from the hparams file.
+    loaded : dict
+        ``{name: int}`` read off the loaded backbones.
+
+    Returns
+    -------
+    dict
+        ``declared``, unchanged.
+
+    Example
+    -------
+    >>> check_shapes({"llm_dim": 8}, {"llm_dim": 8})
+    {'llm_dim': 8}
+    >>> check_shapes({"llm_dim": 8}, {"llm_dim": 16})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: hparams declare llm_dim=8 but the loaded backbones have 16...
+    """
+    for name, value in declared.items():
+        if name in loaded and int(loaded[name]) != int(value):
+            raise ValueError(
+                f"hparams declare {name}={value} but the loaded backbones "
+                f"have {loaded[name]}; override --{name}={loaded[name]} "
+                "(or pick the matching checkpoint)"
+            )
+    return declared

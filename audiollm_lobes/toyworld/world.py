@@ -28,6 +28,7 @@ Authors
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -43,7 +44,7 @@ from audiollm_lobes.toyworld import grammar, sounds, speech
 
 logger = logging.getLogger(__name__)
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 SPLITS = grammar.SPLITS
 
 #: Manifest task names, in a fixed order.
@@ -105,7 +106,7 @@ PROFILES = {
             "translate_zh": 6000,
             "spoken_qa": 6000,
             "spoken_query_qa": 2000,
-            "slu": 4000,
+            "slu": 6000,
         },
         "text_eval": 300,
     },
@@ -633,10 +634,15 @@ def _text_examples(split, statements, commands, queries, n_per_task, seed):
     for c in commands:
         by_intent.setdefault(c.intent, []).append(c)
     intents = sorted(by_intent)
+    # Intents with many phrasings/slot fillers (add_to_list has thousands)
+    # need more examples than those with a few dozen: weight each intent by
+    # the square root of its number of distinct commands.
+    intent_weights = [math.sqrt(len(by_intent[i])) for i in intents]
 
     def pick_command(i):
         if train:
-            return rng.choice(by_intent[rng.choice(intents)])
+            intent = rng.choices(intents, weights=intent_weights)[0]
+            return rng.choice(by_intent[intent])
         return commands[i % len(commands)]
 
     for task, n in n_per_task.items():
