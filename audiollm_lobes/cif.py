@@ -396,7 +396,7 @@ class CIF(nn.Module):
         alphas = torch.sigmoid(self.predictor_out(hid).squeeze(-1))
         return alphas * mask.to(alphas.dtype)
 
-    def forward(self, x, lengths=None, target_lengths=None):
+    def forward(self, x, lengths=None, target_lengths=None, mask=None):
         """Fires label-level vectors from encoder frames.
 
         Arguments
@@ -410,6 +410,9 @@ class CIF(nn.Module):
             the weights are rescaled to sum to ``N * beta`` and exactly
             ``N`` vectors are fired per sample; otherwise the tail rule
             applies (see the module docstring).
+        mask : torch.Tensor, optional
+            Boolean ``(batch, time)``, True on valid frames; an alternative
+            to ``lengths`` (give one or neither).
 
         Returns
         -------
@@ -424,13 +427,27 @@ class CIF(nn.Module):
         >>> out = cif(torch.randn(3, 7, 4))
         >>> out.embeddings.shape[0], out.embeddings.shape[2]
         (3, 5)
+        >>> valid = torch.tensor([[True] * 7, [True] * 3 + [False] * 4,
+        ...                       [True] * 7])
+        >>> cif(torch.randn(3, 7, 4), mask=valid).alphas[1, 3:].abs().sum()
+        tensor(0., grad_fn=<SumBackward0>)
         """
         if x.dim() != 3 or x.shape[-1] != self.input_dim:
             raise ValueError(
                 f"x: expected (batch, time, {self.input_dim}), got shape "
                 f"{tuple(x.shape)}"
             )
-        mask = self.frame_mask(x, lengths)
+        if mask is None:
+            mask = self.frame_mask(x, lengths)
+        elif lengths is not None:
+            raise ValueError("lengths, mask: give one of them, not both")
+        elif mask.shape != x.shape[:2]:
+            raise ValueError(
+                f"mask: expected shape {tuple(x.shape[:2])}, got "
+                f"{tuple(mask.shape)}"
+            )
+        else:
+            mask = mask.to(device=x.device, dtype=torch.bool)
         if x.shape[0] > 0 and not bool(mask.any(dim=1).all()):
             raise ValueError("lengths: every sample needs at least one frame")
         alphas = self.predict_alphas(x, mask)

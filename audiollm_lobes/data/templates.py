@@ -113,6 +113,11 @@ TEXT_INSTRUCTIONS = {
         "<text> Give the intent and slots.",
         "What is the intent of this command? <text>",
     ],
+    "captioning": [
+        "Write a caption for these sounds: <text>",
+        "<text> Describe these sounds in one sentence.",
+        "Caption this sequence of sounds: <text>",
+    ],
 }
 
 #: Which audio task a text task corresponds to (ASR is "repeat" in text).

@@ -4,6 +4,7 @@ Usage::
 
     python -m audiollm_lobes.toyworld --profile small
     python -m audiollm_lobes.toyworld --profile tiny --force
+    python -m audiollm_lobes.toyworld --profile small --probe   # + probes
 
 The world goes to ``$AUDIOLLM_LOBES_HOME/toyworld/<profile>`` (default
 ``~/.cache/audiollm_lobes``) unless ``--root`` is given. Both stages are
@@ -82,6 +83,11 @@ def main(argv=None):
     parser.add_argument(
         "--no-eval", action="store_true", help="skip the toy LM evaluation"
     )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="also report linear probes on the frozen toy encoders",
+    )
     args = parser.parse_args(argv)
 
     world, backbones, seconds = build(
@@ -99,6 +105,16 @@ def main(argv=None):
         scores = evaluate_lm(backbones / "lm", world / "text" / "test.jsonl")
         print("toy LM, text only, held-out test sentences (exact match):")
         print(format_scores(scores))
+    if args.probe:
+        from audiollm_lobes.toyworld.toy_encoders import probe_report
+
+        print("linear probes on frozen toy-encoder features (held-out):")
+        for name, res in probe_report(world, backbones).items():
+            print(
+                f"  {name:<24s} {100 * res['test_acc']:5.1f}%  "
+                f"(chance {100 / res['classes']:.1f}%, "
+                f"{res['classes']} classes)"
+            )
     return 0
 
 

@@ -115,7 +115,9 @@ def ensure_toyworld(profile, seed=0, progress=True):
 
     root = toyworld_dir(profile)
     root.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = root.parent / f".{profile}.lock"
+    # Not the ``.<profile>.lock`` that build_world takes inside: two flocks
+    # on one file from one process would wait for each other forever.
+    lock_path = root.parent / f".{profile}.sources.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

@@ -72,9 +72,9 @@ PROFILES = {
             "conv_pos": 64,
             "conv_pos_groups": 16,
         },
-        "whisper_steps": 1000,
+        "whisper_steps": 3000,
         "beats_steps": 400,
-        "batch_size": 8,
+        "batch_size": 12,
         "lr": 2e-3,
         "warmup_steps": 60,
         "beats_speech_items": 600,
@@ -1274,4 +1274,55 @@ def pretrain_toy_encoders(
             "speech": len(speech_train),
             "sound_event": len(sound_train),
         },
+    }
+
+
+def probe_report(world_root, backbones_dir):
+    """Linear-probe accuracies of the frozen toy encoders of a toy world.
+
+    Probes are fitted on the train clips and scored on the held-out valid +
+    test clips: speaker and style from the toy Whisper's pooled features,
+    sound event from the toy BEATs' and the toy Whisper's.
+
+    Arguments
+    ---------
+    world_root : str or Path
+        A toy world folder.
+    backbones_dir : str or Path
+        Its backbones folder (``whisper/``, ``beats/beats.pt``).
+
+    Returns
+    -------
+    dict
+        ``{probe: linear_probe result}`` (``test_acc``, ``classes``, ...).
+
+    Example
+    -------
+    >>> probe_report  # doctest: +ELLIPSIS
+    <function probe_report at ...>
+    """
+    from audiollm_lobes.encoders import BEATsEncoder, WhisperEncoder
+
+    backbones_dir = Path(backbones_dir)
+    whisper = WhisperEncoder(backbones_dir / "whisper")
+    beats = BEATsEncoder(backbones_dir / "beats" / "beats.pt")
+    speech = {s: load_speech(world_root, s) for s in ("train", "valid", "test")}
+    sound = {
+        s: load_sound_events(world_root, s) for s in ("train", "valid", "test")
+    }
+
+    def probe(encoder, items, field):
+        train, test = items["train"], items["valid"] + items["test"]
+        return linear_probe(
+            pooled_features(encoder, [x["audio"] for x in train]),
+            [x[field] for x in train],
+            pooled_features(encoder, [x["audio"] for x in test]),
+            [x[field] for x in test],
+        )
+
+    return {
+        "speaker (whisper)": probe(whisper, speech, "speaker"),
+        "style (whisper)": probe(whisper, speech, "style"),
+        "sound event (beats)": probe(beats, sound, "event"),
+        "sound event (whisper)": probe(whisper, sound, "event"),
     }

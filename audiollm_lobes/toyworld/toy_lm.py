@@ -65,7 +65,7 @@ LM_PROFILES = {
         "heads": 4,
         "kv_heads": 4,
         "intermediate": 640,
-        "steps": 1600,
+        "steps": 2600,
         "batch_size": 32,
         "lr": 1e-3,
         "warmup": 100,

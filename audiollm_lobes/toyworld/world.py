@@ -44,7 +44,7 @@ from audiollm_lobes.toyworld import grammar, sounds, speech
 
 logger = logging.getLogger(__name__)
 
-WORLD_VERSION = 2
+WORLD_VERSION = 4
 SPLITS = grammar.SPLITS
 
 #: Manifest task names, in a fixed order.
@@ -88,6 +88,7 @@ PROFILES = {
             "spoken_qa": 600,
             "spoken_query_qa": 300,
             "slu": 600,
+            "captioning": 300,
         },
         "text_eval": 40,
     },
@@ -107,12 +108,19 @@ PROFILES = {
             "spoken_qa": 6000,
             "spoken_query_qa": 2000,
             "slu": 6000,
+            "captioning": 3000,
         },
         "text_eval": 300,
     },
 }
 
 _SPLIT_CODE = {"train": 0, "valid": 1, "test": 2}
+
+#: One-word answers of the audio-only tasks (emotion, sound event, speaker
+#: verification), included in the toy LM's text pretraining via ``repeat``.
+ANSWER_WORDS = (
+    tuple(speech.STYLES) + tuple(sounds.EVENT_CLASSES) + ("yes", "no")
+)
 
 
 # ---------------------------------------------------------------------------
@@ -624,6 +632,7 @@ def _text_examples(split, statements, commands, queries, n_per_task, seed):
     the held-out pools.
     """
     rng = random.Random(f"{seed}-text-{split}")
+    np_rng = np.random.default_rng([seed, _SPLIT_CODE[split], 7])
     train = split == "train"
     examples = []
 
@@ -659,12 +668,16 @@ def _text_examples(split, statements, commands, queries, n_per_task, seed):
         for i in range(n):
             if task == "repeat":
                 r = rng.random() if train else (i % 10) / 10
-                if r < 0.6:
+                if r < 0.5:
                     text = pick(statements, i).english()
-                elif r < 0.85:
+                elif r < 0.7:
                     text = pick_command(i).text
-                else:
+                elif r < 0.9:
                     text = pick(queries, i).text
+                else:
+                    # the one-word answers of the audio-only tasks are words
+                    # a real LLM knows: let the toy LM know them too
+                    text = ANSWER_WORDS[int(np_rng.integers(len(ANSWER_WORDS)))]
                 examples.append(
                     (task, _text_instruction(task, rng, text), text)
                 )
@@ -686,6 +699,11 @@ def _text_examples(split, statements, commands, queries, n_per_task, seed):
                 q = pick(queries, i)
                 ins = _text_instruction(task, rng, q.text)
                 examples.append((task, ins, q.answer))
+            elif task == "captioning":
+                # text analogue of audio captioning: event names -> caption
+                events = sounds.sample_scene_events(np_rng)
+                ins = _text_instruction(task, rng, ", ".join(events))
+                examples.append((task, ins, sounds.caption(events)))
             else:
                 raise ValueError(f"unknown text task {task!r}")
     return [

@@ -233,43 +233,20 @@ def test_missing_manifest_is_named(tmp_path):
 # ------------------------------------------------------ probe on tiny world
 
 
-def _probe(encoder, train, test, field):
-    feats = te.pooled_features(encoder, [x["audio"] for x in train])
-    test_feats = te.pooled_features(encoder, [x["audio"] for x in test])
-    return te.linear_probe(
-        feats,
-        [x[field] for x in train],
-        test_feats,
-        [x[field] for x in test],
-    )
-
-
 def test_probe_on_frozen_tiny_encoders(tiny_world, tiny_backbones, tmp_path):
     """Linear probes on frozen toy features, trained on train clips and
     scored on held-out valid+test clips, beat chance by far; and the
     pretrained Whisper's output depends on the audio, not mostly on its
     positional table as a random one's does."""
-    whisper = WhisperEncoder(tiny_backbones / "whisper")
-    beats = BEATsEncoder(tiny_backbones / "beats" / "beats.pt")
-    speech_train = te.load_speech(tiny_world, "train")
-    speech_test = te.load_speech(tiny_world, "valid") + te.load_speech(
-        tiny_world, "test"
-    )
-    sound_train = te.load_sound_events(tiny_world, "train")
-    sound_test = te.load_sound_events(tiny_world, "valid") + (
-        te.load_sound_events(tiny_world, "test")
-    )
-    results = {
-        "speaker": _probe(whisper, speech_train, speech_test, "speaker"),
-        "style": _probe(whisper, speech_train, speech_test, "style"),
-        "event_beats": _probe(beats, sound_train, sound_test, "event"),
-        "event_whisper": _probe(whisper, sound_train, sound_test, "event"),
-    }
+    results = te.probe_report(tiny_world, tiny_backbones)
+    assert len(results) == 4
     summary = {k: round(v["test_acc"], 3) for k, v in results.items()}
     for result in results.values():
         chance = 1.0 / result["classes"]
         assert result["test_acc"] >= max(0.6, 3 * chance), summary
 
+    speech_test = te.load_speech(tiny_world, "test")
+    whisper = WhisperEncoder(tiny_backbones / "whisper")
     wav, lens = te.collate_audio([x["audio"] for x in speech_test[:32]])
     pretrained = te.utterance_variation_ratio(*whisper(wav, lens))
     random_folder = te.make_toy_whisper(

@@ -1,0 +1,360 @@
+"""Wav2PromptBrain: ASR-only training of speech prompts, zero-shot tests.
+
+Training (``train_template: audio``, the ASR stage)::
+
+    wav ─► encoder (frozen) ─► CIFPrompter, scaled to the transcript's
+    token count N ─► (batch, N, D_llm)
+        ├─ MSE to llm.embed(" " + transcript)           (weight ``mse``)
+        ├─ |sum(alpha) − N| on the unscaled weights      (``quantity``)
+        └─ [BOS][ASR instruction][prompts][transcript] through the frozen
+           LLM, cross-entropy on the transcript          (``ce``)
+
+With ``train_template: text`` (few-shot tuning) the prompts replace the
+text in the task's text template and the answer is the task target; the
+CIF is left unscaled unless ``scale_to_transcript`` says otherwise.
+
+Test (every task, zero-shot): the CIF runs unscaled (inference mode).
+
+* ``asr`` examples: decoded with their ASR instruction (WER).
+* other tasks, **Wav2Prompt**: the prompts are spliced where the text goes
+  in the task's text template (``text_before_ids`` / ``text_after_ids``).
+* other tasks, **cascade**: the same model first transcribes the audio
+  (``asr_before_ids``), then the hypothesis *text* fills the same template.
+
+Both systems are scored per task; the cascade goes to
+``<test_results_name>_cascade.json``. A non-CIF connector (the encoder-LLM
+baseline, a window Q-Former) runs the same way, trained with CE only.
+
+Extra hparams: ``loss_weights`` (``{ce, mse, quantity}``),
+``train_template`` (``audio`` | ``text``), ``scale_to_transcript``.
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import logging
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+
+from audiollm_lobes.brain import AudioLLMBrain
+from audiollm_lobes.cif import embedding_mse_loss, quantity_loss
+from audiollm_lobes.injection import assemble_plits
+from audiollm_lobes.llm import pad_ids
+from audiollm_lobes.metrics import TaskMetrics, format_table, write_results
+from audiollm_lobes.wav2prompt import CIFPrompter
+
+logger = logging.getLogger(__name__)
+
+LOSS_NAMES = ("ce", "mse", "quantity")
+TEMPLATES = {"audio": "asr", "text": "text"}
+
+
+def check_loss_weights(weights, connector):
+    """Validates ``loss_weights`` against the connector; returns floats.
+
+    Arguments
+    ---------
+    weights : dict
+        ``{name: weight}`` with names among ``ce``, ``mse``, ``quantity``
+        (missing names weigh 0).
+    connector : torch.nn.Module
+        The front end; ``mse`` and ``quantity`` need a
+        :class:`~audiollm_lobes.wav2prompt.CIFPrompter`.
+
+    Returns
+    -------
+    dict
+        ``{name: float}`` for all three names.
+
+    Example
+    -------
+    >>> prompter = CIFPrompter(4, 4, hidden_dim=4)
+    >>> check_loss_weights({"ce": 1, "mse": 2}, prompter)
+    {'ce': 1.0, 'mse': 2.0, 'quantity': 0.0}
+    >>> check_loss_weights({"mse": 1}, torch.nn.Linear(2, 2))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: loss_weights.mse=1.0 needs a CIFPrompter connector ...
+    """
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(LOSS_NAMES))
+    if unknown:
+        raise ValueError(
+            f"loss_weights: unknown names {unknown}; expected {LOSS_NAMES}"
+        )
+    out = {name: float(weights.get(name, 0.0)) for name in LOSS_NAMES}
+    if any(w < 0 for w in out.values()) or not any(out.values()):
+        raise ValueError(
+            f"loss_weights: expected non-negative weights, not all zero; "
+            f"got {out}"
+        )
+    if not isinstance(connector, CIFPrompter):
+        for name in ("mse", "quantity"):
+            if out[name]:
+                raise ValueError(
+                    f"loss_weights.{name}={out[name]} needs a CIFPrompter "
+                    "connector (one vector per token); got "
+                    f"{type(connector).__name__}"
+                )
+    return out
+
+
+def select_rows(batch_tensors, rows):
+    """Indexes the batch dimension of several tensors.
+
+    Arguments
+    ---------
+    batch_tensors : list of torch.Tensor
+        Tensors ``(batch, ...)``.
+    rows : torch.Tensor
+        ``(n,)`` long indices.
+
+    Returns
+    -------
+    list of torch.Tensor
+        Tensors ``(n, ...)``.
+
+    Example
+    -------
+    >>> a, b = select_rows([torch.arange(3), torch.eye(3)],
+    ...                    torch.tensor([2, 0]))
+    >>> a.tolist(), b[0].tolist()
+    ([2, 0], [0.0, 0.0, 1.0])
+    """
+    return [t.index_select(0, rows.to(t.device)) for t in batch_tensors]
+
+
+class Wav2PromptBrain(AudioLLMBrain):
+    """AudioLLMBrain for Wav2Prompt (see the module docstring)."""
+
+    def on_fit_start(self):
+        """Checks the loss weights once, then the usual set-up."""
+        self.loss_weights = check_loss_weights(
+            self._hp("loss_weights"), self.modules.connector
+        )
+        template = self._hp("train_template", "audio")
+        if template not in TEMPLATES:
+            raise ValueError(
+                f"train_template: expected one of {sorted(TEMPLATES)}, got "
+                f"{template!r}"
+            )
+        logger.info("loss weights: %s", self.loss_weights)
+        super().on_fit_start()
+
+    @property
+    def uses_cif(self):
+        """Whether the front end is a CIF prompter."""
+        return isinstance(self.modules.connector, CIFPrompter)
+
+    # ------------------------------------------------------------ pieces
+    def front_end(self, feats, feat_mask, target_lengths=None):
+        """Speech prompts ``(tokens, mask, cif_output_or_None)``.
+
+        ``target_lengths`` (``(batch,)``) scales a CIF to fire that many
+        vectors; it is ignored by other connectors.
+        """
+        connector = self.modules.connector
+        if self.uses_cif:
+            out = connector(feats, feat_mask, target_lengths=target_lengths)
+            return out.embeddings, out.mask, out
+        tokens, mask = connector(feats, feat_mask)
+        return tokens, mask, None
+
+    def sequence(
+        self, batch, template, audio, audio_mask, rows=None, answer=None
+    ):
+        """Assembles ``[BOS][before][audio][after]([answer])``.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch.
+        template : str
+            ``"asr"`` (``asr_*_ids``), ``"text"`` (``text_*_ids``) or
+            ``"manifest"`` (``before_ids`` / ``after_ids``).
+        audio, audio_mask : torch.Tensor
+            ``(n, len, dim)`` tokens spliced at the marker, and mask.
+        rows : torch.Tensor, optional
+            Batch rows the sequence is built for (default all).
+        answer : tuple of torch.Tensor, optional
+            ``(ids, mask)`` ``(n, len)`` teacher-forced answer.
+        """
+        prefix = "" if template == "manifest" else f"{template}_"
+        before, before_mask = self.text_segment(batch, f"{prefix}before_ids")
+        after, after_mask = self.text_segment(batch, f"{prefix}after_ids")
+        if rows is not None:
+            before, before_mask, after, after_mask = select_rows(
+                [before, before_mask, after, after_mask], rows
+            )
+        ans_ids, ans_mask = answer if answer is not None else (None, None)
+        return assemble_plits(
+            self.llm.embed,
+            before,
+            before_mask,
+            audio,
+            audio_mask,
+            after,
+            after_mask,
+            ans_ids,
+            ans_mask,
+        )
+
+    def generate(self, seq):
+        """Greedy/beam decoding of an assembled prompt; returns texts."""
+        tokens = self.llm.generate(
+            seq.embeds,
+            seq.mask,
+            max_new_tokens=self._hp("max_new_tokens", 48),
+            num_beams=self._hp("num_beams", 1),
+        )
+        return self.llm.decode(tokens.tolist())
+
+    def text_tokens(self, texts):
+        """Embeds ``" " + text`` of each string: ``(embeds, mask)``."""
+        ids = self.llm.encode([" " + t.strip() for t in texts])
+        tokens, mask = pad_ids(ids, self.llm.pad_id)
+        tokens, mask = tokens.to(self.device), mask.to(self.device).bool()
+        return self.llm.embed(tokens), mask
+
+    # ------------------------------------------------------- Brain hooks
+    def compute_forward(self, batch, stage):
+        """Training losses (TRAIN/VALID) or zero-shot decoding (TEST)."""
+        batch = batch.to(self.device)
+        feats, feat_mask = self.encode_audio(batch)
+        if stage == sb.Stage.TEST:
+            return self.zero_shot_forward(batch, feats, feat_mask)
+        template = TEMPLATES[self._hp("train_template", "audio")]
+        scale = self._hp("scale_to_transcript", template == "asr")
+        transcript, transcript_mask = self.text_segment(batch, "transcript_ids")
+        n_tokens = transcript_mask.sum(1)
+        target_lengths = n_tokens if scale else None
+        audio, audio_mask, cif = self.front_end(
+            feats, feat_mask, target_lengths
+        )
+        weights = self.loss_weights
+        parts = {}
+        if cif is not None:
+            parts["mse"] = embedding_mse_loss(
+                audio, audio_mask, self.llm.embed(transcript), transcript_mask
+            )
+            parts["quantity"] = quantity_loss(
+                cif.alpha_sum, n_tokens, beta=self.modules.connector.beta
+            )
+        if weights["ce"] > 0 or stage != sb.Stage.TRAIN:
+            answer = self.text_segment(batch, "answer_ids")
+            if template == "asr":
+                # ASR data: the answer is the transcript (ASR instruction)
+                seq = self.sequence(
+                    batch, "manifest", audio, audio_mask, answer=answer
+                )
+            else:
+                seq = self.sequence(
+                    batch, "text", audio, audio_mask, answer=answer
+                )
+            parts["ce"] = self.llm.loss(
+                seq.embeds, seq.mask, seq.labels, seq.position_ids
+            )
+        out = {"parts": parts, "hyps": None}
+        if stage == sb.Stage.VALID and self._hp("valid_decode", False):
+            audio, audio_mask, _ = self.front_end(feats, feat_mask)
+            kind = "manifest" if template == "asr" else "text"
+            out["hyps"] = self.generate(
+                self.sequence(batch, kind, audio, audio_mask)
+            )
+        return out
+
+    def zero_shot_forward(self, batch, feats, feat_mask):
+        """ASR, Wav2Prompt and cascade hypotheses of a test batch."""
+        audio, audio_mask, _ = self.front_end(feats, feat_mask)
+        tasks = list(batch.task)
+        asr_hyps = self.generate(self.sequence(batch, "asr", audio, audio_mask))
+        hyps, cascade = list(asr_hyps), [None] * len(tasks)
+        rows = [i for i, t in enumerate(tasks) if t != "asr"]
+        if rows:
+            index = torch.tensor(rows, device=self.device)
+            sub_audio, sub_mask = select_rows([audio, audio_mask], index)
+            w2p = self.generate(
+                self.sequence(batch, "text", sub_audio, sub_mask, rows=index)
+            )
+            text, text_mask = self.text_tokens([asr_hyps[i] for i in rows])
+            casc = self.generate(
+                self.sequence(batch, "text", text, text_mask, rows=index)
+            )
+            for j, i in enumerate(rows):
+                hyps[i], cascade[i] = w2p[j], casc[j]
+        return {"parts": {}, "hyps": hyps, "cascade": cascade}
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Weighted sum of the loss parts; records hypotheses."""
+        if predictions["hyps"] is not None:
+            self.task_metrics.append(
+                list(batch.task),
+                list(batch.id),
+                predictions["hyps"],
+                list(batch.target),
+            )
+        cascade = predictions.get("cascade")
+        if cascade is not None:
+            rows = [i for i, h in enumerate(cascade) if h is not None]
+            if rows:
+                self.cascade_metrics.append(
+                    [batch.task[i] for i in rows],
+                    [batch.id[i] for i in rows],
+                    [cascade[i] for i in rows],
+                    [batch.target[i] for i in rows],
+                )
+        if stage == sb.Stage.TEST:
+            return torch.zeros((), device=self.device)
+        loss = None
+        for name, value in predictions["parts"].items():
+            self._accumulate(name, value)
+            weight = self.loss_weights[name]
+            if weight > 0:
+                term = weight * value
+                loss = term if loss is None else loss + term
+        return loss
+
+    def on_stage_start(self, stage, epoch=None):
+        """Also resets the cascade's metrics."""
+        super().on_stage_start(stage, epoch)
+        self.cascade_metrics = TaskMetrics()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """As the base class; in TEST also writes the cascade's results."""
+        super().on_stage_end(stage, stage_loss, epoch)
+        if stage != sb.Stage.TEST:
+            return
+        self.cascade_summary = self.cascade_metrics.summarize()
+        out_dir = Path(self.hparams.output_folder)
+        name = self._hp("test_results_name", "test_results")
+        write_results(self.cascade_summary, out_dir / f"{name}_cascade.json")
+        self.cascade_metrics.write_predictions(
+            out_dir / f"{name}_cascade_hyps.jsonl"
+        )
+        logger.info("cascade:\n%s", format_table(self.cascade_summary))
+
+    def evaluate_zero_shot(self, test_set, loader_kwargs, name):
+        """Runs the test set; returns ``(wav2prompt, cascade)`` summaries.
+
+        Arguments
+        ---------
+        test_set : Dataset
+            The test set (built with the Wav2Prompt items).
+        loader_kwargs : dict
+            Test dataloader options.
+        name : str
+            Results file stem in the output folder.
+
+        Returns
+        -------
+        tuple of dict
+            Per-task summaries of the system and of the cascade.
+        """
+        self.hparams.test_results_name = name
+        self.evaluate(
+            test_set, min_key="loss", test_loader_kwargs=loader_kwargs
+        )
+        return self.test_summary, self.cascade_summary

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Merges the ``summary.json`` of several Wav2Prompt runs into one table.
+
+Each run gives a column (its ``system`` name, or ``--labels``); the
+cascade of the first run (``--cascade first``, default), of every run
+(``all``) or of none is added, and so are the majority baselines and, for
+few-shot runs, the zero-shot scores measured before tuning
+(``--before``). Example, after the asr, asr_no_mse, encoder_llm and
+few-shot runs::
+
+    python recipes/Wav2Prompt/compare.py results/Wav2Prompt/asr/1234 \\
+        results/Wav2Prompt/encoder_llm/1234 \\
+        results/Wav2Prompt/asr_no_mse/1234 \\
+        results/Wav2Prompt/few_shot_10/1234 \\
+        results/Wav2Prompt/few_shot_50/1234 --output results/Wav2Prompt/table.md
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from audiollm_lobes import compare
+from audiollm_lobes.wav2prompt import comparison_table
+
+
+def load_summary(path):
+    """Reads a Wav2Prompt run's ``summary.json`` (file or run folder).
+
+    Arguments
+    ---------
+    path : str or Path
+        ``summary.json`` or a folder holding it.
+
+    Returns
+    -------
+    dict
+        The summary (``system``, ``test``, ``cascade``, ...).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> _ = (run / "summary.json").write_text('{"system": "w", "test": {}}')
+    >>> load_summary(run)["system"]
+    'w'
+    """
+    summary = compare.load_summary(path)
+    if "system" not in summary:
+        raise ValueError(
+            f"{path}: field 'system' missing; expected a Wav2Prompt run summary"
+        )
+    return summary
+
+
+def build_columns(summaries, labels=None, cascade="first", before=True):
+    """Table columns ``(label, per-task summary)`` for several runs.
+
+    Arguments
+    ---------
+    summaries : list of dict
+        Run summaries, as from :func:`load_summary`.
+    labels : list of str, optional
+        Column names (default: each run's ``system``).
+    cascade : str
+        ``"first"``, ``"all"`` or ``"none"``: whose cascade to show.
+    before : bool
+        Show the before-tuning scores of runs that have them.
+
+    Returns
+    -------
+    list of tuple
+        ``(label, summary)`` columns.
+
+    Example
+    -------
+    >>> runs = [{"system": "w2p", "test": {"slu": {"exact_match": 1.0}},
+    ...          "cascade": {"slu": {"exact_match": 2.0}}},
+    ...         {"system": "enc", "test": {}, "cascade": {}}]
+    >>> [label for label, _ in build_columns(runs)]
+    ['w2p', 'cascade (w2p)', 'enc']
+    """
+    if cascade not in ("first", "all", "none"):
+        raise ValueError(
+            f"cascade: expected first, all or none, got {cascade!r}"
+        )
+    labels = labels or [s["system"] for s in summaries]
+    if len(labels) != len(summaries):
+        raise ValueError(
+            f"--labels: got {len(labels)} labels for {len(summaries)} runs"
+        )
+    columns = []
+    for i, (label, summary) in enumerate(zip(labels, summaries)):
+        if before and summary.get("before_tuning"):
+            columns.append((f"{label} (before)", summary["before_tuning"]))
+        columns.append((label, summary["test"]))
+        show = cascade == "all" or (cascade == "first" and i == 0)
+        if show and summary.get("cascade") is not None:
+            columns.append((f"cascade ({label})", summary["cascade"]))
+    return columns
+
+
+def main(argv=None):
+    """Prints (and optionally writes) the merged table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", help="run folders or summary.json")
+    parser.add_argument("--labels", nargs="*", default=None)
+    parser.add_argument(
+        "--cascade", choices=("first", "all", "none"), default="first"
+    )
+    parser.add_argument("--no-before", dest="before", action="store_false")
+    parser.add_argument("--output", default=None, help="markdown file")
+    args = parser.parse_args(argv)
+    summaries = [load_summary(p) for p in args.runs]
+    columns = build_columns(summaries, args.labels, args.cascade, args.before)
+    baselines = {}
+    for summary in summaries:
+        baselines.update(summary.get("baselines") or {})
+    table = comparison_table(columns, baselines)
+    print(table)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(table + "\n", encoding="utf-8")
+    return table
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"compare.py: {err}")

@@ -1,0 +1,226 @@
+"""PAL recipe: each toy hparams file for a few steps; the paper scale on
+the meta device (no weights), with trainable counts computed by hand."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from hyperpyyaml import load_hyperpyyaml
+
+import audiollm_lobes.encoders
+import audiollm_lobes.llm
+from audiollm_lobes.brain import count_parameters
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "PAL"
+TASKS = {"sound_event", "captioning", "spoken_qa", "emotion", "asr"}
+ROUTES = {
+    "plits": {"fused": "plits"},
+    "lal": {"fused": "lal"},
+    "pal": {"whisper": "plits", "beats": "lal"},
+}
+BUDGET = ("steps_per_epoch", "number_of_epochs", "batch_size", "lr")
+
+
+def _run(name, out_dir, cwd=ROOT, extra=()):
+    script = RECIPE / "train.py"
+    cmd = [
+        sys.executable,
+        str(script),
+        f"hparams/{name}.yaml",
+        "--toy_profile=tiny",
+        f"--output_folder={out_dir}",
+        "--steps_per_epoch=2",
+        "--number_of_epochs=1",
+        "--batch_size=4",
+        "--max_valid_per_task=2",
+        "--max_test_per_task=2",
+        "--max_new_tokens=6",
+        "--warmup_steps=1",
+        *extra,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+@pytest.mark.parametrize("name", ["plits", "lal", "pal"])
+def test_pal_hparams_run(name, tiny_backbones, tmp_path):
+    out = tmp_path / name
+    # pal runs from the recipe folder, the others from the repo root
+    cwd = RECIPE if name == "pal" else ROOT
+    proc = _run(name, out, cwd=cwd)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["test"]) == TASKS
+    for task, values in summary["test"].items():
+        assert values["n"] == 2, task
+    assert summary["routes"] == ROUTES[name]
+    assert summary["trainable_parameters"] > 0
+    eff = summary["efficiency"]
+    assert eff["train_steps"] == 2
+    assert 0 < eff["train_step_seconds_median"] < 60
+    assert eff["peak_rss_mb"] > 50
+    results = (out / "results.md").read_text()
+    assert results.count("|") > 10
+    assert "train step time: median" in results
+    assert "peak RSS" in results
+    assert (out / "train_log.txt").exists()
+    # only trainable parameters are checkpointed, never the frozen LLM
+    ckpts = list((out / "save").glob("CKPT*/trainable.ckpt"))
+    assert len(ckpts) == 1
+    state = torch.load(ckpts[0], map_location="cpu")
+    assert state and not any("embed_tokens" in k for k in state)
+    assert not any(k.startswith("llm.") for k in state)
+    assert not any(".encoders." in k for k in state), "frozen encoder saved"
+    assert (
+        sum(v.numel() for v in state.values())
+        == (summary["trainable_parameters"])
+    )
+    prefixes = {k.split(".")[0] for k in state}
+    expected = {
+        "plits": {"encoder", "connector"},
+        "lal": {"encoder", "connector", "injector"},
+        "pal": {"encoder", "whisper_connector", "beats_connector", "injector"},
+    }[name]
+    assert prefixes == expected
+
+
+def test_same_budget_in_toy_hparams():
+    """plits/lal/pal.yaml train with the same data and step budget."""
+    values = {}
+    for name in ("plits", "lal", "pal"):
+        text = (RECIPE / "hparams" / f"{name}.yaml").read_text()
+        keys = BUDGET + ("tasks", "qformer_hidden", "window_frames")
+        values[name] = {
+            key: re.search(rf"^{key}: (.+)$", text, re.M).group(1)
+            for key in keys
+        }
+    assert values["plits"] == values["lal"] == values["pal"]
+    assert set(values["pal"]["tasks"].strip("[]").split(", ")) == TASKS
+
+
+def test_bad_routes_stop_early(tiny_backbones, tmp_path):
+    proc = _run("pal", tmp_path / "bad", extra=["--routes={extra: lal}"])
+    assert proc.returncode != 0
+    message = "connectors has no entry for routed streams ['extra']"
+    assert message in proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- paper
+LLAMA_1B = {
+    "vocab_size": 128256,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "tie_word_embeddings": True,
+}
+
+
+class _MetaCausalLM(torch.nn.Module):
+    """Stands in for ``CausalLM``: a Llama-3.2-1B-shaped model, no weights."""
+
+    def __init__(self, source, dtype=None, **kwargs):
+        super().__init__()
+        del source, dtype, kwargs
+        config = transformers.LlamaConfig(**LLAMA_1B)
+        self.model = transformers.LlamaForCausalLM(config)
+        self.model.requires_grad_(False)
+
+    @property
+    def hidden_size(self):
+        return self.model.config.hidden_size
+
+    def embedding_norm(self):
+        return 1.0
+
+
+class _MetaEncoder(torch.nn.Module):
+    """Stands in for a frozen encoder: only its width and frame rate."""
+
+    frame_rate = 50.0
+
+    output_dim = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        del args, kwargs
+
+
+class _MetaWhisper(_MetaEncoder):
+    output_dim = 1280  # Whisper-large
+
+
+class _MetaAudioEncoder(_MetaEncoder):
+    output_dim = 768  # BEATs/SSLAM base
+
+
+def _qformer_params(input_dim, llm_dim, hidden, layers, ffn):
+    """WindowQFormer, one query per window, post-LN (by hand)."""
+    self_attn = 4 * hidden * hidden + 4 * hidden
+    cross_attn = 2 * hidden * hidden + 2 * hidden * input_dim + 4 * hidden
+    mlp = 2 * hidden * ffn + ffn + hidden
+    norms = 3 * 2 * hidden
+    block = self_attn + cross_attn + mlp + norms
+    return hidden + 2 * hidden + layers * block + hidden * llm_dim + llm_dim
+
+
+def test_pal_paper_meta_device(monkeypatch, tmp_path):
+    monkeypatch.setattr(audiollm_lobes.llm, "CausalLM", _MetaCausalLM)
+    monkeypatch.setattr(audiollm_lobes.encoders, "WhisperEncoder", _MetaWhisper)
+    monkeypatch.setattr(
+        audiollm_lobes.encoders, "BEATsEncoder", _MetaAudioEncoder
+    )
+    overrides = {
+        "llm_source": "meta",
+        "whisper_source": "meta",
+        "audio_encoder_source": "meta",
+        "data_folder": str(tmp_path),
+        "output_folder": str(tmp_path / "out"),
+    }
+    path = RECIPE / "hparams" / "pal_paper.yaml"
+    with torch.device("meta"), open(path, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    llm = hparams["llm"].model
+    assert llm.get_input_embeddings().weight.is_meta
+    # the frozen LLM is Llama-3.2-1B sized (1.24 B with tied embeddings)
+    assert count_parameters(llm, trainable_only=False) == 1_235_814_400
+    assert count_parameters(llm) == 0
+    assert hparams["routes"] == {"whisper": "plits", "audio_encoder": "lal"}
+
+    trainable = {
+        name: module
+        for name, module in hparams["modules"].items()
+        if name != "llm"
+    }
+    for name, module in trainable.items():
+        for pname, param in module.named_parameters():
+            assert param.is_meta, f"{name}.{pname} holds real memory"
+    hidden, layers, ffn = 768, 2, 3072
+    expected = {
+        "encoder": 2 * 1280 + 2 * 768,  # per-stream LayerNorms
+        "whisper_connector": _qformer_params(1280, 2048, hidden, layers, ffn),
+        "audio_encoder_connector": _qformer_params(
+            768, 2048, hidden, layers, ffn
+        ),
+        # LAL "shared": one 2048 -> 2048 map (+ bias) per layer, all 16
+        "injector": 16 * (2048 * 2048 + 2048),
+    }
+    counts = {name: count_parameters(m) for name, m in trainable.items()}
+    assert counts == expected
+    injector = hparams["injector"]
+    assert injector.lal_layers == list(range(16))
+    assert tuple(injector.maps["15"].weight.shape) == (2048, 2048)
+    proj = hparams["whisper_connector"].proj.weight
+    assert tuple(proj.shape) == (2048, 768)
+    assert hparams["whisper_connector"].window_frames == 17

@@ -1,0 +1,226 @@
+"""Runs every Wav2Prompt hparams file for a few steps on the tiny toy world,
+and builds the paper-scale file on the meta device.
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "Wav2Prompt"
+TEST_TASKS = {"asr", "translate_fr", "slu", "spoken_qa", "spoken_query_qa"}
+ZERO_SHOT = TEST_TASKS - {"asr"}
+
+
+def _run(name, out_dir, extra=()):
+    cmd = [
+        sys.executable,
+        str(RECIPE / "train.py"),
+        f"hparams/{name}.yaml",
+        "--toy_profile=tiny",
+        f"--output_folder={out_dir}",
+        "--steps_per_epoch=2",
+        "--number_of_epochs=1",
+        "--batch_size=4",
+        "--max_valid_per_task=2",
+        "--max_test_per_task=2",
+        "--max_new_tokens=6",
+        "--warmup_steps=1",
+        *extra,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out_dir / "summary.json").read_text())
+
+
+def _check_run(summary, out, system, logged):
+    assert summary["system"] == system
+    assert set(summary["test"]) == TEST_TASKS
+    assert all(v["n"] == 2 for v in summary["test"].values())
+    # the cascade covers every zero-shot task, never ASR itself
+    assert set(summary["cascade"]) == ZERO_SHOT
+    assert all(v["n"] == 2 for v in summary["cascade"].values())
+    assert set(summary["baselines"]) == {"slu", "spoken_qa", "spoken_query_qa"}
+    assert summary["trainable_parameters"] > 0
+    table = (out / "results.md").read_text()
+    assert "| cascade |" in table.splitlines()[4]
+    # header + one row per test task
+    assert sum(line.startswith("| ") for line in table.splitlines()) == 6
+    log = (out / "train_log.txt").read_text()
+    for part in logged:
+        assert f"train {part}:" in log and f"valid {part}:" in log, part
+    for stem in ("test_results", "test_results_cascade"):
+        hyps = (out / f"{stem}_hyps.jsonl").read_text().splitlines()
+        assert len(hyps) == (10 if stem == "test_results" else 8)
+    # only the trainable front end is checkpointed, never the frozen LLM
+    ckpts = list((out / "save").glob("CKPT*/trainable.ckpt"))
+    assert len(ckpts) == 1
+    state = torch.load(ckpts[0], map_location="cpu")
+    assert state and all(k.startswith("connector.") for k in state)
+
+
+@pytest.fixture(scope="module")
+def asr_run(tiny_backbones, tmp_path_factory):
+    """One asr.yaml run shared by the tests that need its front end."""
+    out = tmp_path_factory.mktemp("w2p") / "asr"
+    return out, _run("asr", out)
+
+
+def test_asr_run(asr_run):
+    out, summary = asr_run
+    _check_run(summary, out, "wav2prompt", ("ce", "mse", "quantity"))
+    assert summary["loss_weights"] == {
+        "ce": 1.0,
+        "mse": 100.0,
+        "quantity": 1.0,
+    }
+    assert summary["train_tasks"] == ["asr"]
+
+
+@pytest.mark.parametrize(
+    "name, system, weights, logged",
+    [
+        (
+            "asr_no_mse",
+            "wav2prompt_no_mse",
+            {"ce": 1.0, "mse": 0.0, "quantity": 1.0},
+            ("ce", "mse", "quantity"),  # the MSE is still logged
+        ),
+        (
+            "encoder_llm",
+            "encoder_llm",
+            {"ce": 1.0, "mse": 0.0, "quantity": 0.0},
+            ("ce",),
+        ),
+    ],
+)
+def test_other_asr_stage_runs(
+    name, system, weights, logged, tiny_backbones, tmp_path
+):
+    out = tmp_path / name
+    summary = _run(name, out)
+    _check_run(summary, out, system, logged)
+    assert summary["loss_weights"] == weights
+    if name == "encoder_llm":
+        assert "mse" not in (out / "train_log.txt").read_text()
+
+
+def test_few_shot_run_tunes_the_pretrained_front_end(asr_run, tmp_path):
+    asr_out, asr_summary = asr_run
+    out = tmp_path / "few_shot"
+    summary = _run(
+        "few_shot", out, [f"--pretrained_frontend={asr_out}", "--shots=3"]
+    )
+    _check_run(summary, out, "wav2prompt_3shot", ("ce",))
+    assert summary["max_train_per_task"] == 3
+    assert set(summary["train_tasks"]) == ZERO_SHOT
+    # before tuning, the loaded front end decodes exactly as the asr run
+    before = (out / "before_tuning_hyps.jsonl").read_text()
+    assert before == (asr_out / "test_results_hyps.jsonl").read_text()
+    assert summary["before_tuning"] == asr_summary["test"]
+    # tuning changed the front end
+    ckpt = next((out / "save").glob("CKPT*/trainable.ckpt"))
+    base = next((asr_out / "save").glob("CKPT*/trainable.ckpt"))
+    tuned, start = torch.load(ckpt), torch.load(base)
+    assert tuned.keys() == start.keys()
+    assert any(not torch.equal(tuned[k], start[k]) for k in tuned)
+
+    # one table from several runs
+    table_file = tmp_path / "table.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(RECIPE / "compare.py"),
+            str(asr_out),
+            str(out),
+            "--output",
+            str(table_file),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header = table_file.read_text().splitlines()[0]
+    for label in (
+        "wav2prompt",
+        "cascade (wav2prompt)",
+        "wav2prompt_3shot (before)",
+        "wav2prompt_3shot",
+        "majority",
+    ):
+        assert f"| {label} |" in header, header
+
+
+def test_few_shot_needs_a_pretrained_front_end(tiny_backbones, tmp_path):
+    cmd = [
+        sys.executable,
+        str(RECIPE / "train.py"),
+        "hparams/few_shot.yaml",
+        "--toy_profile=tiny",
+        f"--output_folder={tmp_path / 'out'}",
+        f"--pretrained_frontend={tmp_path / 'nowhere'}",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode != 0
+    assert "pretrained_frontend: no trainable.ckpt" in proc.stderr
+
+
+def _layer_params(d, ffn):
+    """nn.TransformerEncoderLayer: in/out attention proj, 2 linears, 2 LN."""
+    attention = 3 * d * d + 3 * d + d * d + d
+    feed_forward = d * ffn + ffn + ffn * d + d
+    return attention + feed_forward + 4 * d
+
+
+def test_paper_hparams_on_meta_device(tmp_path):
+    """asr_paper.yaml builds without weights; its trainable count is right."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    overrides = {
+        "data_folder": "unused",
+        "llm_source": "unused",
+        "whisper_source": "unused",
+        "llm": None,  # the frozen backbones are not built here
+        "encoder": None,
+        "output_folder": str(tmp_path / "out"),
+    }
+    path = RECIPE / "hparams" / "asr_paper.yaml"
+    with torch.device("meta"), open(path, encoding="utf-8") as fin:
+        hp = load_hyperpyyaml(fin, overrides)
+    prompter = hp["connector"]
+    assert next(prompter.parameters()).is_meta
+    d_in, d_llm, h, ffn = 1024, 4096, 1024, 4096  # Whisper-medium, BLOOMZ-7B1
+    assert (hp["encoder_dim"], hp["llm_dim"]) == (d_in, d_llm)
+    assert (hp["hidden_dim"], hp["ffn_dim"]) == (h, ffn)
+    assert (hp["pre_layers"], hp["post_layers"]) == (2, 0)
+    expected = (
+        2 * d_in  # input LayerNorm
+        + d_in * h
+        + h  # input projection
+        + 2 * _layer_params(h, ffn)  # two Transformer layers before the CIF
+        + h * h * 3
+        + h  # CIF weight predictor: Conv1d(h, h, 3)
+        + h
+        + 1  # ... then Linear(h, 1)
+        + h * d_llm
+        + d_llm  # projection to the LLM width
+    )
+    trainable = sum(p.numel() for p in prompter.parameters() if p.requires_grad)
+    assert trainable == expected == 33_590_273
+    assert prompter.out_proj.out_features == d_llm
+    assert hp["loss_weights"] == {"ce": 1.0, "mse": 100.0, "quantity": 1.0}
