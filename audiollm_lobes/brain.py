@@ -203,29 +203,59 @@ class AudioLLMBrain(sb.Brain):
         wavs, wav_lens = batch.sig
         if not self._hp("cache_encoder_features", False):
             return self.modules.encoder(wavs, wav_lens)
-        if not hasattr(self, "_feature_cache"):
-            self._feature_cache = {}
-        cache = self._feature_cache
+        fused = self.cached_features(
+            batch, lambda w, lens: {"fused": self.modules.encoder(w, lens)}
+        )
+        return fused["fused"]
+
+    def cached_features(self, batch, run, cache_name="_feature_cache"):
+        """Frozen-encoder outputs of a batch, computed once per clip.
+
+        Clips not seen before are encoded together (cropped to the longest
+        of them) under ``no_grad``; every output is kept on the CPU,
+        unpadded, keyed by the batch's ``audio_key``, and the batch is
+        re-padded from the cache.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            With ``sig`` and ``audio_key``.
+        run : callable
+            ``(wavs (batch, samples), rel_lens (batch,)) -> {name: (feats
+            (batch, frames, dim), mask (batch, frames))}``.
+        cache_name : str
+            Attribute holding the cache (one per kind of output).
+
+        Returns
+        -------
+        dict
+            ``{name: (feats, mask)}`` on ``self.device``, right-padded.
+        """
+        wavs, wav_lens = batch.sig
+        cache = self.__dict__.setdefault(cache_name, {})
         keys = list(batch.audio_key)
         missing = [i for i, k in enumerate(keys) if k not in cache]
         if missing:
             index = torch.tensor(missing, device=wavs.device)
-            sub_wavs, sub_lens = wavs[index], wav_lens[index]
+            sub_lens = wav_lens[index]
             # crop to the longest clip of the sub-batch
             longest = sub_lens.max()
             n_samples = int(torch.ceil(longest * wavs.shape[1]))
-            sub_wavs = sub_wavs[:, :n_samples]
-            sub_lens = sub_lens / longest
             with torch.no_grad():
-                feats, mask = self.modules.encoder(sub_wavs, sub_lens)
+                outputs = run(wavs[index, :n_samples], sub_lens / longest)
             for row, i in enumerate(missing):
-                n = int(mask[row].sum())
-                cache[keys[i]] = feats[row, :n].detach().cpu()
-        items = [cache[k] for k in keys]
-        lengths = torch.tensor([len(x) for x in items])
-        feats = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
-        mask = torch.arange(feats.shape[1])[None] < lengths[:, None]
-        return feats.to(self.device), mask.to(self.device)
+                cache[keys[i]] = {
+                    name: feats[row, : int(mask[row].sum())].detach().cpu()
+                    for name, (feats, mask) in outputs.items()
+                }
+        out = {}
+        for name in cache[keys[0]]:
+            items = [cache[k][name] for k in keys]
+            lengths = torch.tensor([len(x) for x in items])
+            feats = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
+            mask = torch.arange(feats.shape[1])[None] < lengths[:, None]
+            out[name] = (feats.to(self.device), mask.to(self.device))
+        return out
 
     def audio_tokens(self, feats, mask, batch, stage):
         """Maps encoder features to LLM-width audio tokens with a mask."""

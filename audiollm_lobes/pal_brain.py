@@ -32,7 +32,6 @@ import statistics
 import time
 
 import speechbrain as sb
-import torch
 
 from audiollm_lobes.brain import AudioLLMBrain
 from audiollm_lobes.lal import ROUTES, PALRouter
@@ -169,33 +168,12 @@ class PALBrain(AudioLLMBrain):
         if not self._hp("cache_encoder_features", False):
             _, _, streams = encoder(wavs, wav_lens, return_streams=True)
             return streams, None
-        if not hasattr(self, "_stream_cache"):
-            self._stream_cache = {}
-        cache = self._stream_cache
-        keys = list(batch.audio_key)
-        missing = [i for i, k in enumerate(keys) if k not in cache]
-        if missing:
-            index = torch.tensor(missing, device=wavs.device)
-            sub_wavs, sub_lens = wavs[index], wav_lens[index]
-            longest = sub_lens.max()
-            sub_wavs = sub_wavs[:, : int(torch.ceil(longest * wavs.shape[1]))]
-            with torch.no_grad():
-                _, _, streams = encoder(
-                    sub_wavs, sub_lens / longest, return_streams=True
-                )
-            for row, i in enumerate(missing):
-                cache[keys[i]] = {
-                    name: feats[row, : int(mask[row].sum())].detach().cpu()
-                    for name, (feats, mask) in streams.items()
-                }
-        out = {}
-        for name in self.routes:
-            items = [cache[k][name] for k in keys]
-            lengths = torch.tensor([len(x) for x in items])
-            feats = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
-            mask = torch.arange(feats.shape[1])[None] < lengths[:, None]
-            out[name] = (feats.to(self.device), mask.to(self.device))
-        return out, None
+        streams = self.cached_features(
+            batch,
+            lambda w, lens: encoder(w, lens, return_streams=True)[2],
+            cache_name="_stream_cache",
+        )
+        return {name: streams[name] for name in self.routes}, None
 
     def audio_tokens(self, feats, mask, batch, stage):
         """Connects and routes the streams; returns the PLITS tokens.

@@ -300,3 +300,44 @@ def check_shapes(declared, loaded):
                 "(or pick the matching checkpoint)"
             )
     return declared
+
+
+def load_recipe_hparams(argv, script_file):
+    """Parses a recipe's command line, loads its hparams, makes its folder.
+
+    The common start of every ``train.py``: ``sb.parse_arguments``, the
+    hparams file found relative to the CWD or the recipe folder, DDP
+    initialisation, HyperPyYAML loading with the overrides, and
+    ``sb.create_experiment_directory``.
+
+    Arguments
+    ---------
+    argv : list of str
+        Command-line arguments (``sys.argv[1:]``).
+    script_file : str
+        The recipe's ``train.py`` (``__file__``).
+
+    Returns
+    -------
+    tuple
+        ``(hparams, run_opts)``.
+
+    Example
+    -------
+    >>> load_recipe_hparams  # doctest: +ELLIPSIS
+    <function load_recipe_hparams at ...>
+    """
+    import speechbrain as sb
+    from hyperpyyaml import load_hyperpyyaml
+
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    hparams_file = resolve_hparams_file(hparams_file, script_file)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    return hparams, run_opts

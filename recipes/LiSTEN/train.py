@@ -23,15 +23,13 @@ Authors
 import logging
 import sys
 
-import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from audiollm_lobes.brain import AudioLLMBrain, count_parameters
 from audiollm_lobes.data.manifest import ManifestError
 from audiollm_lobes.recipe_utils import (
     build_datasets,
-    resolve_hparams_file,
+    load_recipe_hparams,
     task_baselines,
     train_loader_kwargs,
     write_summary,
@@ -59,16 +57,7 @@ class LiSTENBrain(AudioLLMBrain):
 
 def main(argv):
     """Trains, tests, analyses (see the module docstring)."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    hparams_file = resolve_hparams_file(hparams_file, __file__)
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    hparams, run_opts = load_recipe_hparams(argv, __file__)
     datasets = build_datasets(hparams)
     brain = LiSTENBrain(
         modules=hparams["modules"],

@@ -33,8 +33,6 @@ import logging
 import sys
 from pathlib import Path
 
-import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from audiollm_lobes.brain import count_parameters
@@ -42,7 +40,7 @@ from audiollm_lobes.data.manifest import ManifestError
 from audiollm_lobes.pal_brain import PALBrain
 from audiollm_lobes.recipe_utils import (
     build_datasets,
-    resolve_hparams_file,
+    load_recipe_hparams,
     task_baselines,
     train_loader_kwargs,
     write_summary,
@@ -171,16 +169,7 @@ def check_declared_shapes(hparams):
 
 def main(argv):
     """Trains, tests, writes the summary (see the module docstring)."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    hparams_file = resolve_hparams_file(hparams_file, __file__)
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    hparams, run_opts = load_recipe_hparams(argv, __file__)
     check_declared_shapes(hparams)
     datasets = build_datasets(hparams)
     brain = PALBrain(

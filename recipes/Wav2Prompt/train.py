@@ -27,8 +27,6 @@ import logging
 import sys
 from pathlib import Path
 
-import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from audiollm_lobes.brain import (
@@ -39,7 +37,7 @@ from audiollm_lobes.brain import (
 from audiollm_lobes.data.manifest import ManifestError
 from audiollm_lobes.recipe_utils import (
     build_datasets,
-    resolve_hparams_file,
+    load_recipe_hparams,
     train_loader_kwargs,
 )
 from audiollm_lobes.toyworld.sources import resolve_source
@@ -93,16 +91,7 @@ def write_run_summary(hparams, summary, n_trainable):
 
 def main(argv):
     """Trains, then evaluates every test task zero-shot (and the cascade)."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    hparams_file = resolve_hparams_file(hparams_file, __file__)
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    hparams, run_opts = load_recipe_hparams(argv, __file__)
     check_backbone_dims(hparams)
     weights = check_loss_weights(hparams["loss_weights"], hparams["connector"])
     pretrained = None
