@@ -33,3 +33,51 @@ def _few_threads():
     torch.set_num_threads(2)
     torch.manual_seed(0)
     yield
+
+
+#: Overrides that shrink any recipe to a few steps on the tiny toy world.
+TINY_RUN_ARGS = (
+    "--toy_profile=tiny",
+    "--steps_per_epoch=2",
+    "--number_of_epochs=1",
+    "--batch_size=4",
+    "--max_valid_per_task=2",
+    "--max_test_per_task=2",
+    "--max_new_tokens=6",
+    "--warmup_steps=1",
+)
+
+
+def _run_tiny_recipe(recipe, name, out_dir, cwd=None, extra=(), threads=2):
+    """Runs ``recipes/<recipe>/train.py hparams/<name>.yaml`` for a few
+    steps on the tiny toy world in a subprocess; returns the process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [
+        sys.executable,
+        str(root / "recipes" / recipe / "train.py"),
+        f"hparams/{name}.yaml",
+        f"--output_folder={out_dir}",
+        *TINY_RUN_ARGS,
+        *extra,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    return subprocess.run(
+        cmd,
+        cwd=cwd or root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_tiny_recipe():
+    """``run(recipe, name, out_dir, cwd=None, extra=(), threads=2)``: a
+    recipe's hparams file for a few steps on the tiny world (subprocess)."""
+    return _run_tiny_recipe

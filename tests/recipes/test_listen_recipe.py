@@ -1,7 +1,6 @@
 """Runs every LiSTEN hparams file for a few steps on the tiny toy world."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,34 +21,12 @@ TASKS = {
 }
 
 
-def _run(name, out_dir, extra=()):
-    cmd = [
-        sys.executable,
-        str(RECIPE / "train.py"),
-        f"hparams/{name}.yaml",
-        "--toy_profile=tiny",
-        f"--output_folder={out_dir}",
-        "--steps_per_epoch=2",
-        "--number_of_epochs=1",
-        "--batch_size=4",
-        "--max_valid_per_task=2",
-        "--max_test_per_task=2",
-        "--max_new_tokens=6",
-        "--warmup_steps=1",
-        *extra,
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="2")
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
 @pytest.mark.parametrize("name", HPARAMS)
-def test_listen_hparams_run(name, tiny_backbones, tmp_path):
+def test_listen_hparams_run(name, tiny_backbones, tmp_path, run_tiny_recipe):
     out = tmp_path / name
     extra = ["--k_eval_sweep=[1,2]"] if name == "dps" else ["--k_eval_sweep=[]"]
-    _run(name, out, extra)
+    proc = run_tiny_recipe("LiSTEN", name, out, extra=extra)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["test"]) == TASKS
     for task, values in summary["test"].items():

@@ -2,10 +2,7 @@
 the meta device (no weights), with trainable counts computed by hand."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,35 +25,12 @@ ROUTES = {
 BUDGET = ("steps_per_epoch", "number_of_epochs", "batch_size", "lr")
 
 
-def _run(name, out_dir, cwd=ROOT, extra=()):
-    script = RECIPE / "train.py"
-    cmd = [
-        sys.executable,
-        str(script),
-        f"hparams/{name}.yaml",
-        "--toy_profile=tiny",
-        f"--output_folder={out_dir}",
-        "--steps_per_epoch=2",
-        "--number_of_epochs=1",
-        "--batch_size=4",
-        "--max_valid_per_task=2",
-        "--max_test_per_task=2",
-        "--max_new_tokens=6",
-        "--warmup_steps=1",
-        *extra,
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-    )
-
-
 @pytest.mark.parametrize("name", ["plits", "lal", "pal"])
-def test_pal_hparams_run(name, tiny_backbones, tmp_path):
+def test_pal_hparams_run(name, tiny_backbones, tmp_path, run_tiny_recipe):
     out = tmp_path / name
     # pal runs from the recipe folder, the others from the repo root
     cwd = RECIPE if name == "pal" else ROOT
-    proc = _run(name, out, cwd=cwd)
+    proc = run_tiny_recipe("PAL", name, out, cwd=cwd, threads=1)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["test"]) == TASKS
@@ -108,8 +82,14 @@ def test_same_budget_in_toy_hparams():
     assert set(values["pal"]["tasks"].strip("[]").split(", ")) == TASKS
 
 
-def test_bad_routes_stop_early(tiny_backbones, tmp_path):
-    proc = _run("pal", tmp_path / "bad", extra=["--routes={extra: lal}"])
+def test_bad_routes_stop_early(tiny_backbones, tmp_path, run_tiny_recipe):
+    proc = run_tiny_recipe(
+        "PAL",
+        "pal",
+        tmp_path / "bad",
+        extra=["--routes={extra: lal}"],
+        threads=1,
+    )
     assert proc.returncode != 0
     message = "connectors has no entry for routed streams ['extra']"
     assert message in proc.stdout + proc.stderr

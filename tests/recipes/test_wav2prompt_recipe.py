@@ -6,7 +6,6 @@ Authors
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,26 +19,8 @@ TEST_TASKS = {"asr", "translate_fr", "slu", "spoken_qa", "spoken_query_qa"}
 ZERO_SHOT = TEST_TASKS - {"asr"}
 
 
-def _run(name, out_dir, extra=()):
-    cmd = [
-        sys.executable,
-        str(RECIPE / "train.py"),
-        f"hparams/{name}.yaml",
-        "--toy_profile=tiny",
-        f"--output_folder={out_dir}",
-        "--steps_per_epoch=2",
-        "--number_of_epochs=1",
-        "--batch_size=4",
-        "--max_valid_per_task=2",
-        "--max_test_per_task=2",
-        "--max_new_tokens=6",
-        "--warmup_steps=1",
-        *extra,
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="2")
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
+def _run(runner, name, out_dir, extra=()):
+    proc = runner("Wav2Prompt", name, out_dir, extra=extra)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out_dir / "summary.json").read_text())
 
@@ -71,10 +52,10 @@ def _check_run(summary, out, system, logged):
 
 
 @pytest.fixture(scope="module")
-def asr_run(tiny_backbones, tmp_path_factory):
+def asr_run(tiny_backbones, tmp_path_factory, run_tiny_recipe):
     """One asr.yaml run shared by the tests that need its front end."""
     out = tmp_path_factory.mktemp("w2p") / "asr"
-    return out, _run("asr", out)
+    return out, _run(run_tiny_recipe, "asr", out)
 
 
 def test_asr_run(asr_run):
@@ -106,21 +87,26 @@ def test_asr_run(asr_run):
     ],
 )
 def test_other_asr_stage_runs(
-    name, system, weights, logged, tiny_backbones, tmp_path
+    name, system, weights, logged, tiny_backbones, tmp_path, run_tiny_recipe
 ):
     out = tmp_path / name
-    summary = _run(name, out)
+    summary = _run(run_tiny_recipe, name, out)
     _check_run(summary, out, system, logged)
     assert summary["loss_weights"] == weights
     if name == "encoder_llm":
         assert "mse" not in (out / "train_log.txt").read_text()
 
 
-def test_few_shot_run_tunes_the_pretrained_front_end(asr_run, tmp_path):
+def test_few_shot_run_tunes_the_pretrained_front_end(
+    asr_run, tmp_path, run_tiny_recipe
+):
     asr_out, asr_summary = asr_run
     out = tmp_path / "few_shot"
     summary = _run(
-        "few_shot", out, [f"--pretrained_frontend={asr_out}", "--shots=3"]
+        run_tiny_recipe,
+        "few_shot",
+        out,
+        [f"--pretrained_frontend={asr_out}", "--shots=3"],
     )
     _check_run(summary, out, "wav2prompt_3shot", ("ce",))
     assert summary["max_train_per_task"] == 3
