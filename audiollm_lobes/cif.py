@@ -583,3 +583,61 @@ def embedding_mse_loss(cif_out, cif_mask, target_embeddings, target_mask):
     sq = diff.pow(2).sum(dim=-1) * valid.to(diff.dtype)
     denom = valid.sum() * cif_out.shape[2]
     return sq.sum() / denom.clamp_min(1).to(sq.dtype)
+
+
+def nearest_token_accuracy(cif_out, cif_mask, embedding_table, target_ids):
+    """Share of fired vectors whose nearest token embedding is the target.
+
+    A diagnostic of how text-like the speech prompts are: each fired vector
+    is matched to the row of ``embedding_table`` at the smallest Euclidean
+    distance, and counted as correct when that row is the transcript's
+    token at the same position. Only positions valid in both ``cif_mask``
+    and ``target_ids`` (ids >= 0) count; with none the result is 0.
+
+    Arguments
+    ---------
+    cif_out : torch.Tensor
+        ``(batch, n_fired, dim)`` fired vectors.
+    cif_mask : torch.Tensor
+        Boolean ``(batch, n_fired)``.
+    embedding_table : torch.Tensor
+        ``(vocab, dim)`` LLM input embeddings.
+    target_ids : torch.Tensor
+        ``(batch, n_tokens)`` transcript token ids, ``-1`` where padded.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar accuracy in ``[0, 1]``.
+
+    Example
+    -------
+    >>> table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> out = torch.tensor([[[0.9, 0.1], [0.2, 0.1], [0.0, 0.0]]])
+    >>> mask = torch.tensor([[True, True, True]])
+    >>> nearest_token_accuracy(out, mask, table, torch.tensor([[1, 2, -1]]))
+    tensor(0.5000)
+    """
+    if cif_out.dim() != 3 or target_ids.dim() != 2:
+        raise ValueError(
+            "cif_out, target_ids: expected (batch, length, dim) and "
+            f"(batch, length), got {tuple(cif_out.shape)} and "
+            f"{tuple(target_ids.shape)}"
+        )
+    if embedding_table.dim() != 2 or (
+        embedding_table.shape[1] != cif_out.shape[2]
+    ):
+        raise ValueError(
+            f"embedding_table: expected (vocab, {cif_out.shape[2]}), got "
+            f"{tuple(embedding_table.shape)}"
+        )
+    n = min(cif_out.shape[1], target_ids.shape[1])
+    vectors = cif_out[:, :n].detach().to(embedding_table.dtype)
+    table = embedding_table.detach()
+    # ||v - e||^2 = ||v||^2 - 2 v.e + ||e||^2; ||v||^2 is the same per row
+    dist = table.pow(2).sum(-1) - 2 * vectors @ table.T
+    nearest = dist.argmin(-1)
+    targets = target_ids[:, :n]
+    valid = cif_mask[:, :n].bool() & (targets >= 0)
+    correct = (nearest == targets) & valid
+    return correct.sum().float() / valid.sum().clamp_min(1).float()

@@ -365,6 +365,7 @@ def add_text_prompt_items(
     llm,
     template="hash",
     asr_instruction="<audio> Transcribe the speech.",
+    asr_prompt="manifest",
 ):
     """Adds the Wav2Prompt items to a dataset from ``make_dataset``.
 
@@ -374,8 +375,13 @@ def add_text_prompt_items(
       prompt around the spliced text (see :func:`split_text_prompt`);
     * ``transcript_ids``: ``" " + transcript`` tokenised, the CIF targets;
     * ``asr_before_ids`` (BOS first) / ``asr_after_ids``: an ASR prompt
-      around the audio: the manifest instruction for ``asr`` examples,
-      ``asr_instruction`` for the others (the cascade's first pass).
+      around the audio. With ``asr_prompt="manifest"`` it is the manifest
+      instruction for ``asr`` examples and ``asr_instruction`` for the
+      others (the cascade's first pass); with ``asr_prompt="instruction"``
+      it is ``asr_instruction`` for every example, split like a text prompt
+      (:func:`split_text_prompt`: the prompts stand for the text), e.g. an
+      instruction the frozen LLM knows from text, as the toy LM knows
+      ``"Repeat the text: <audio>"``.
 
     Arguments
     ---------
@@ -389,6 +395,9 @@ def add_text_prompt_items(
         Paraphrase choice (see :func:`text_instruction`).
     asr_instruction : str
         ASR instruction with one ``<audio>`` marker.
+    asr_prompt : str
+        ``"manifest"`` or ``"instruction"``: the ASR prompt of ``asr``
+        examples (see above).
 
     Returns
     -------
@@ -404,6 +413,11 @@ def add_text_prompt_items(
         raise ValueError(
             f"asr_instruction {asr_instruction!r}: expected one <audio> marker"
         )
+    if asr_prompt not in ("manifest", "instruction"):
+        raise ValueError(
+            f"asr_prompt: expected 'manifest' or 'instruction', got "
+            f"{asr_prompt!r}"
+        )
     missing = [i for i, e in entries.items() if not e.get("transcript")]
     if missing:
         raise ValueError(
@@ -415,13 +429,18 @@ def add_text_prompt_items(
         for ex_id, entry in entries.items()
     }
     bos = [llm.bos_id] if llm.bos_id is not None else []
+    fixed_asr = split_text_prompt(asr_instruction.replace("<audio>", "<text>"))
 
     @sb.utils.data_pipeline.takes("id", "task", "instruction")
     @sb.utils.data_pipeline.provides(*TEXT_PROMPT_KEYS)
     def text_prompt_pipeline(ex_id, task, instruction):
         before, after = prompts[ex_id]
-        asr = instruction if task == "asr" else asr_instruction
-        asr_before, asr_after = split_prompt(asr)
+        if asr_prompt == "instruction":
+            # the prompts stand for the text: split as a text prompt
+            asr_before, asr_after = fixed_asr
+        else:
+            asr = instruction if task == "asr" else asr_instruction
+            asr_before, asr_after = split_prompt(asr)
         transcript = " " + entries[ex_id]["transcript"].strip()
         ids = llm.encode([before, after, transcript, asr_before, asr_after])
         yield torch.LongTensor(bos + ids[0])

@@ -6,8 +6,11 @@ Training (``train_template: audio``, the ASR stage)::
     token count N ─► (batch, N, D_llm)
         ├─ MSE to llm.embed(" " + transcript)           (weight ``mse``)
         ├─ |sum(alpha) − N| on the unscaled weights      (``quantity``)
-        └─ [BOS][ASR instruction][prompts][transcript] through the frozen
+        └─ [BOS][ASR prompt][prompts][transcript] through the frozen
            LLM, cross-entropy on the transcript          (``ce``)
+
+The ASR prompt is ``asr_before_ids`` / ``asr_after_ids`` (see
+:func:`audiollm_lobes.wav2prompt.add_text_prompt_items`, ``asr_prompt``).
 
 With ``train_template: text`` (few-shot tuning) the prompts replace the
 text in the task's text template and the answer is the task target; the
@@ -15,7 +18,7 @@ CIF is left unscaled unless ``scale_to_transcript`` says otherwise.
 
 Test (every task, zero-shot): the CIF runs unscaled (inference mode).
 
-* ``asr`` examples: decoded with their ASR instruction (WER).
+* ``asr`` examples: decoded with the ASR prompt (WER).
 * other tasks, **Wav2Prompt**: the prompts are spliced where the text goes
   in the task's text template (``text_before_ids`` / ``text_after_ids``).
 * other tasks, **cascade**: the same model first transcribes the audio
@@ -24,6 +27,9 @@ Test (every task, zero-shot): the CIF runs unscaled (inference mode).
 Both systems are scored per task; the cascade goes to
 ``<test_results_name>_cascade.json``. A non-CIF connector (the encoder-LLM
 baseline, a window Q-Former) runs the same way, trained with CE only.
+
+Validation also logs ``token_acc``: the share of fired vectors whose
+nearest LLM token embedding is the transcript's token (a CIF front end).
 
 Extra hparams: ``loss_weights`` (``{ce, mse, quantity}``),
 ``train_template`` (``audio`` | ``text``), ``scale_to_transcript``.
@@ -39,9 +45,13 @@ import speechbrain as sb
 import torch
 
 from audiollm_lobes.brain import AudioLLMBrain
-from audiollm_lobes.cif import embedding_mse_loss, quantity_loss
+from audiollm_lobes.cif import (
+    embedding_mse_loss,
+    nearest_token_accuracy,
+    quantity_loss,
+)
 from audiollm_lobes.injection import assemble_plits
-from audiollm_lobes.llm import pad_ids
+from audiollm_lobes.llm import pad_ids, token_embeddings
 from audiollm_lobes.metrics import TaskMetrics, format_table, write_results
 from audiollm_lobes.wav2prompt import CIFPrompter
 
@@ -246,9 +256,9 @@ class Wav2PromptBrain(AudioLLMBrain):
         if weights["ce"] > 0 or stage != sb.Stage.TRAIN:
             answer = self.text_segment(batch, "answer_ids")
             if template == "asr":
-                # ASR data: the answer is the transcript (ASR instruction)
+                # ASR data: the answer is the transcript (ASR prompt)
                 seq = self.sequence(
-                    batch, "manifest", audio, audio_mask, answer=answer
+                    batch, "asr", audio, audio_mask, answer=answer
                 )
             else:
                 seq = self.sequence(
@@ -257,10 +267,16 @@ class Wav2PromptBrain(AudioLLMBrain):
             parts["ce"] = self.llm.loss(
                 seq.embeds, seq.mask, seq.labels, seq.position_ids
             )
-        out = {"parts": parts, "hyps": None}
+        out = {"parts": parts, "hyps": None, "diagnostics": {}}
+        if cif is not None and stage == sb.Stage.VALID:
+            # how text-like the prompts are: nearest token = transcript's
+            ids = transcript.masked_fill(~transcript_mask, -1)
+            out["diagnostics"]["token_acc"] = nearest_token_accuracy(
+                audio, audio_mask, token_embeddings(self.llm), ids
+            )
         if stage == sb.Stage.VALID and self._hp("valid_decode", False):
             audio, audio_mask, _ = self.front_end(feats, feat_mask)
-            kind = "manifest" if template == "asr" else "text"
+            kind = template
             out["hyps"] = self.generate(
                 self.sequence(batch, kind, audio, audio_mask)
             )
@@ -308,6 +324,8 @@ class Wav2PromptBrain(AudioLLMBrain):
                 )
         if stage == sb.Stage.TEST:
             return torch.zeros((), device=self.device)
+        for name, value in predictions.get("diagnostics", {}).items():
+            self._accumulate(name, value)
         loss = None
         for name, value in predictions["parts"].items():
             self._accumulate(name, value)

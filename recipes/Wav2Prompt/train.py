@@ -105,6 +105,7 @@ def main(argv):
             hparams["llm"],
             template=hparams["text_template"],
             asr_instruction=hparams["asr_instruction"],
+            asr_prompt=hparams.get("asr_prompt", "manifest"),
         )
     brain = Wav2PromptBrain(
         modules=hparams["modules"],

@@ -6,6 +6,7 @@ Authors
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,10 +64,38 @@ def test_asr_run(asr_run):
     _check_run(summary, out, "wav2prompt", ("ce", "mse", "quantity"))
     assert summary["loss_weights"] == {
         "ce": 1.0,
-        "mse": 100.0,
+        "mse": 1000.0,
         "quantity": 1.0,
     }
     assert summary["train_tasks"] == ["asr"]
+    # validation-only diagnostic: nearest token embedding = transcript's
+    log = (out / "train_log.txt").read_text()
+    acc = [float(v) for v in re.findall(r"valid token_acc: ([0-9.e+-]+)", log)]
+    assert acc and all(0.0 <= a <= 1.0 for a in acc)
+    assert "train token_acc" not in log
+
+
+def test_same_budget_for_the_asr_stage_systems():
+    """asr, asr_no_mse and encoder_llm.yaml: same data and step budget."""
+    keys = (
+        "tasks",
+        "steps_per_epoch",
+        "number_of_epochs",
+        "batch_size",
+        "lr",
+        "warmup_steps",
+        "max_train_per_task",
+        "asr_prompt",
+        "asr_instruction",
+    )
+    values = {}
+    for name in ("asr", "asr_no_mse", "encoder_llm"):
+        text = (RECIPE / "hparams" / f"{name}.yaml").read_text()
+        values[name] = {
+            key: re.search(rf"^{key}: (.+?)\s*(#.*)?$", text, re.M).group(1)
+            for key in keys
+        }
+    assert values["asr"] == values["asr_no_mse"] == values["encoder_llm"]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from audiollm_lobes.cif import (
     CIF,
     cif_integrate,
     embedding_mse_loss,
+    nearest_token_accuracy,
     quantity_loss,
 )
 
@@ -478,3 +479,40 @@ def test_embedding_mse_bad_input():
         embedding_mse_loss(out, mask[:, :2], out, mask)
     with pytest.raises(ValueError, match="target_mask"):
         embedding_mse_loss(out, mask, out, mask[:1])
+
+
+def test_nearest_token_accuracy_reference():
+    """Against a per-position loop with float64 distances."""
+    g = torch.Generator().manual_seed(3)
+    table = torch.randn(30, 6, generator=g)
+    out = torch.randn(3, 5, 6, generator=g)
+    out[0, 1] = table[7] + 0.01  # surely nearest to 7
+    mask = torch.rand(3, 5, generator=g) > 0.2
+    ids = torch.randint(0, 30, (3, 4), generator=g)
+    ids[0, 1] = 7
+    mask[0, 1] = True
+    ids[2, 3] = -1
+    got = nearest_token_accuracy(out, mask, table, ids)
+    correct = total = 0
+    for b in range(3):
+        for n in range(4):  # min(5 fired, 4 targets)
+            if not mask[b, n] or ids[b, n] < 0:
+                continue
+            d = [
+                float(((out[b, n].double() - row.double()) ** 2).sum())
+                for row in table
+            ]
+            total += 1
+            correct += int(int(np.argmin(d)) == int(ids[b, n]))
+    assert correct >= 1
+    assert math.isclose(float(got), correct / total, rel_tol=1e-6)
+
+
+def test_nearest_token_accuracy_bad_input():
+    with pytest.raises(ValueError, match="embedding_table"):
+        nearest_token_accuracy(
+            torch.zeros(1, 2, 3),
+            torch.ones(1, 2, dtype=torch.bool),
+            torch.zeros(5, 4),
+            torch.zeros(1, 2, dtype=torch.long),
+        )

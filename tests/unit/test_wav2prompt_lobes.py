@@ -136,3 +136,75 @@ def test_spliced_text_matches_the_pretraining_tokenisation(tiny_backbones):
             assert ids[0] + ids[1] + ids[2] == llm.encode(full)[0], full
             checked += 1
     assert checked == 5 * len(ZERO_SHOT_TASKS)
+
+
+@pytest.mark.parametrize("asr_prompt", ["manifest", "instruction"])
+def test_asr_prompt_items(asr_prompt, tiny_backbones):
+    """``asr_prompt="instruction"``: every example gets the fixed ASR prompt,
+    split so that [prompt][" " + transcript] tokenises like the text task;
+    ``"manifest"``: ASR examples keep their own spoken-task instruction."""
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    from audiollm_lobes.llm import CausalLM
+    from audiollm_lobes.wav2prompt import add_text_prompt_items
+
+    llm = CausalLM(str(Path(tiny_backbones) / "lm"))
+    entries = {
+        "a": {
+            "task": "asr",
+            "instruction": "<audio> Write down what is said.",
+            "transcript": "the pink keys are in the attic",
+        },
+        "b": {
+            "task": "translate_fr",
+            "instruction": "<audio> Say this in French.",
+            "transcript": "the frog has eight cups",
+        },
+    }
+    data = DynamicItemDataset({k: dict(v) for k, v in entries.items()})
+    add_text_prompt_items(
+        data,
+        entries,
+        llm,
+        asr_instruction="Repeat the text: <audio>",
+        asr_prompt=asr_prompt,
+    )
+    data.set_output_keys(["id", "asr_before_ids", "asr_after_ids"])
+    bos = [llm.bos_id]
+    for item in data:
+        transcript = entries[item["id"]]["transcript"]
+        got = (
+            item["asr_before_ids"].tolist()
+            + llm.encode([" " + transcript])[0]
+            + item["asr_after_ids"].tolist()
+        )
+        if asr_prompt == "manifest":
+            # split at <audio> as in the other recipes: the manifest's
+            # instruction for ASR examples, asr_instruction for the others
+            before, after = llm.encode(
+                ["USER: ", " Write down what is said.\nASSISTANT:"]
+                if item["id"] == "a"
+                else ["USER: Repeat the text: ", "\nASSISTANT:"]
+            )
+            assert item["asr_before_ids"].tolist() == bos + before
+            assert item["asr_after_ids"].tolist() == after
+            continue
+        text = "USER: Repeat the text: " + transcript + "\nASSISTANT:"
+        assert got == bos + llm.encode([text])[0], item["id"]
+
+
+def test_asr_prompt_is_checked(tiny_backbones):
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    from audiollm_lobes.llm import CausalLM
+    from audiollm_lobes.wav2prompt import add_text_prompt_items
+
+    llm = CausalLM(str(Path(tiny_backbones) / "lm"))
+    entry = {"task": "asr", "instruction": "<audio> x", "transcript": "a"}
+    with pytest.raises(ValueError, match="asr_prompt"):
+        add_text_prompt_items(
+            DynamicItemDataset({"a": dict(entry)}),
+            {"a": entry},
+            llm,
+            asr_prompt="fixed",
+        )
