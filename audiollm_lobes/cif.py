@@ -631,6 +631,11 @@ def nearest_token_accuracy(cif_out, cif_mask, embedding_table, target_ids):
             f"embedding_table: expected (vocab, {cif_out.shape[2]}), got "
             f"{tuple(embedding_table.shape)}"
         )
+    if cif_mask.shape != cif_out.shape[:2]:
+        raise ValueError(
+            f"cif_mask: expected shape {tuple(cif_out.shape[:2])}, got "
+            f"{tuple(cif_mask.shape)}"
+        )
     n = min(cif_out.shape[1], target_ids.shape[1])
     vectors = cif_out[:, :n].detach().to(embedding_table.dtype)
     table = embedding_table.detach()

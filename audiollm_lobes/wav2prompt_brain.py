@@ -183,8 +183,7 @@ class Wav2PromptBrain(AudioLLMBrain):
         batch : PaddedBatch
             The batch.
         template : str
-            ``"asr"`` (``asr_*_ids``), ``"text"`` (``text_*_ids``) or
-            ``"manifest"`` (``before_ids`` / ``after_ids``).
+            ``"asr"`` (``asr_*_ids``) or ``"text"`` (``text_*_ids``).
         audio, audio_mask : torch.Tensor
             ``(n, len, dim)`` tokens spliced at the marker, and mask.
         rows : torch.Tensor, optional
@@ -192,9 +191,8 @@ class Wav2PromptBrain(AudioLLMBrain):
         answer : tuple of torch.Tensor, optional
             ``(ids, mask)`` ``(n, len)`` teacher-forced answer.
         """
-        prefix = "" if template == "manifest" else f"{template}_"
-        before, before_mask = self.text_segment(batch, f"{prefix}before_ids")
-        after, after_mask = self.text_segment(batch, f"{prefix}after_ids")
+        before, before_mask = self.text_segment(batch, f"{template}_before_ids")
+        after, after_mask = self.text_segment(batch, f"{template}_after_ids")
         if rows is not None:
             before, before_mask, after, after_mask = select_rows(
                 [before, before_mask, after, after_mask], rows

@@ -509,6 +509,13 @@ def test_nearest_token_accuracy_reference():
 
 
 def test_nearest_token_accuracy_bad_input():
+    with pytest.raises(ValueError, match="cif_mask"):
+        nearest_token_accuracy(
+            torch.zeros(1, 2, 3),
+            torch.ones(1, 3, dtype=torch.bool),
+            torch.zeros(5, 3),
+            torch.zeros(1, 2, dtype=torch.long),
+        )
     with pytest.raises(ValueError, match="embedding_table"):
         nearest_token_accuracy(
             torch.zeros(1, 2, 3),
