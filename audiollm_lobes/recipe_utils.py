@@ -90,9 +90,13 @@ def build_datasets(hparams):
     """Builds the train/valid/test ``DynamicItemDataset`` of a recipe.
 
     Reads ``data_folder`` (``toy://...`` or a folder), ``tasks``,
-    ``on_bad_example``, ``sample_rate``, optional ``<split>_tasks`` and
-    ``max_<split>_per_task`` from ``hparams``; the tokenizer comes from
-    ``hparams["llm"]``. Every manifest is validated before training starts.
+    ``on_bad_example``, ``sample_rate``, and optionally per split:
+    ``<split>_tasks``, ``<split>_manifest_split`` (read another split's
+    manifests, e.g. few-shot examples from ``valid``),
+    ``skip_<split>_per_task`` and ``max_<split>_per_task`` (the entries
+    ``[skip, skip + max)`` of each manifest). The sets of two splits may
+    not share an example id. The tokenizer comes from ``hparams["llm"]``.
+    Every manifest is validated before training starts.
 
     Arguments
     ---------
@@ -115,13 +119,23 @@ def build_datasets(hparams):
     out = {"entries": {}}
     for split in SPLITS:
         tasks = hparams.get(f"{split}_tasks") or hparams["tasks"]
+        source_split = hparams.get(f"{split}_manifest_split") or split
         entries = load_entries(
-            manifest_paths(data_root, split, tasks),
+            manifest_paths(data_root, source_split, tasks),
             data_root,
             on_bad_example=hparams.get("on_bad_example", "error"),
             sample_rate=hparams.get("sample_rate", 16000),
             max_per_manifest=hparams.get(f"max_{split}_per_task"),
+            skip_per_manifest=hparams.get(f"skip_{split}_per_task") or 0,
         )
+        for other, other_entries in out["entries"].items():
+            shared = sorted(set(entries) & set(other_entries))
+            if shared:
+                raise ValueError(
+                    f"the {split} and {other} sets share {len(shared)} "
+                    f"examples (e.g. {shared[:3]}): check "
+                    f"{split}_manifest_split / skip_{split}_per_task"
+                )
         out["entries"][split] = entries
         out[split] = make_dataset(
             entries,

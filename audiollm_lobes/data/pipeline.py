@@ -48,6 +48,7 @@ def load_entries(
     sample_rate=16000,
     max_per_manifest=None,
     known_tasks=None,
+    skip_per_manifest=0,
 ):
     """Validates and merges manifests into one ``{id: entry}`` dict.
 
@@ -62,9 +63,14 @@ def load_entries(
     sample_rate : int
         Expected sample rate.
     max_per_manifest : int, optional
-        Keep only the first N entries of each manifest (few-shot, debug).
+        Keep only the first N entries of each manifest (few-shot, debug),
+        counted after ``skip_per_manifest``.
     known_tasks : iterable of str, optional
         Accepted task names (default: every task of the templates).
+    skip_per_manifest : int
+        Drop the first N entries of each manifest (e.g. to keep a few-shot
+        validation set apart from few-shot training examples read from
+        the same manifest).
 
     Returns
     -------
@@ -88,7 +94,23 @@ def load_entries(
     merged = {}
     for path, entries in per_file.items():
         items = list(entries.items())
+        if skip_per_manifest:
+            if int(skip_per_manifest) >= len(items):
+                raise ValueError(
+                    f"{path}: skip_per_manifest={skip_per_manifest} leaves "
+                    f"none of its {len(items)} entries"
+                )
+            items = items[int(skip_per_manifest) :]
         if max_per_manifest is not None:
+            if len(items) < int(max_per_manifest):
+                logger.info(
+                    "%s: %d entries (after skipping %d), fewer than the %d "
+                    "asked for",
+                    path,
+                    len(items),
+                    int(skip_per_manifest),
+                    int(max_per_manifest),
+                )
             items = items[: int(max_per_manifest)]
         for ex_id, entry in items:
             if ex_id in merged:

@@ -1,0 +1,111 @@
+"""Which manifest entries each recipe split reads (few-shot selection).
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiollm_lobes.data.pipeline import load_entries
+from audiollm_lobes.recipe_utils import build_datasets
+
+
+def _manifest(folder, split, task, n, prefix):
+    """Writes ``n`` one-second clips and their manifest; returns the ids."""
+    audio = folder / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for i in range(n):
+        wav = audio / f"{prefix}{i:03d}.wav"
+        sf.write(str(wav), np.full(16000, 0.1, dtype="float32"), 16000)
+        entries[f"{task}_{split}_{i:03d}"] = {
+            "wav": "{data_root}/audio/" + wav.name,
+            "duration": 1.0,
+            "task": task,
+            "instruction": "<audio> Transcribe the speech.",
+            "target": f"word {i}",
+        }
+    path = folder / "manifests" / split / f"{task}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries))
+    return list(entries)
+
+
+@pytest.fixture
+def data(tmp_path):
+    ids = {}
+    for split, n in (("train", 6), ("valid", 8), ("test", 3)):
+        ids[split] = _manifest(tmp_path, split, "asr", n, split[:2])
+    return tmp_path, ids
+
+
+def test_skip_then_max_reads_a_window_of_each_manifest(data):
+    root, ids = data
+    path = str(root / "manifests" / "valid" / "asr.json")
+    got = load_entries([path], str(root), skip_per_manifest=2)
+    assert list(got) == ids["valid"][2:]
+    got = load_entries(
+        [path], str(root), skip_per_manifest=2, max_per_manifest=3
+    )
+    assert list(got) == ids["valid"][2:5]
+    # more asked for than remain: what remains, no error
+    got = load_entries(
+        [path], str(root), skip_per_manifest=6, max_per_manifest=5
+    )
+    assert list(got) == ids["valid"][6:]
+
+
+def test_skipping_everything_is_an_error_naming_the_file(data):
+    root, _ = data
+    path = str(root / "manifests" / "test" / "asr.json")
+    with pytest.raises(ValueError, match="test/asr.json.*skip_per_manifest"):
+        load_entries([path], str(root), skip_per_manifest=3)
+
+
+def _hparams(root, **extra):
+    hparams = {
+        "data_folder": str(root),
+        "tasks": ["asr"],
+        "llm": object(),  # the pipelines use it lazily
+        "sample_rate": 16000,
+    }
+    hparams.update(extra)
+    return hparams
+
+
+def test_a_split_can_read_another_splits_manifests(data):
+    root, ids = data
+    out = build_datasets(
+        _hparams(
+            root,
+            train_manifest_split="valid",
+            max_train_per_task=3,
+            valid_manifest_split="valid",
+            skip_valid_per_task=5,
+            max_valid_per_task=2,
+        )
+    )
+    assert list(out["entries"]["train"]) == ids["valid"][:3]
+    assert list(out["entries"]["valid"]) == ids["valid"][5:7]
+    assert list(out["entries"]["test"]) == ids["test"]
+    # default: each split reads its own manifests
+    out = build_datasets(_hparams(root))
+    for split in ("train", "valid", "test"):
+        assert list(out["entries"][split]) == ids[split]
+
+
+def test_overlapping_splits_are_refused(data):
+    root, _ = data
+    hparams = _hparams(
+        root,
+        train_manifest_split="valid",
+        max_train_per_task=3,
+        valid_manifest_split="valid",
+        skip_valid_per_task=2,  # entries 2.. overlap the shots 0..2
+    )
+    with pytest.raises(ValueError, match="valid and train sets share 1"):
+        build_datasets(hparams)
