@@ -17,6 +17,11 @@ from speechbrain.utils.distributed import run_on_main
 from audiollm_lobes.brain import write_json_atomic
 from audiollm_lobes.compare import sweep_table
 from audiollm_lobes.data.pipeline import load_entries, make_dataset
+from audiollm_lobes.data.templates import (
+    AUDIO_INSTRUCTIONS,
+    AUDIO_MARKER,
+    fill,
+)
 from audiollm_lobes.metrics import TASK_METRICS, format_table, majority_baseline
 from audiollm_lobes.toyworld.sources import resolve_source
 
@@ -86,6 +91,99 @@ def manifest_paths(data_root, split, tasks):
     ]
 
 
+def check_instruction_overrides(overrides):
+    """Validates ``instruction_overrides``: ``{task: instruction}``.
+
+    Each instruction replaces the manifest instruction of every example of
+    its task (all splits). It must hold exactly one ``<audio>`` marker and
+    may use ``<field>`` placeholders, filled from each example's fields
+    (e.g. ``<question>`` for spoken QA). A task mapped to None keeps its
+    manifest instructions (``--instruction_overrides={asr: null}`` undoes
+    a file's override from the command line).
+
+    Arguments
+    ---------
+    overrides : dict or None
+        The hparams value.
+
+    Returns
+    -------
+    dict
+        ``{task: instruction}`` (empty when ``overrides`` is None).
+
+    Example
+    -------
+    >>> check_instruction_overrides({"asr": "Repeat the text: <audio>"})
+    {'asr': 'Repeat the text: <audio>'}
+    >>> check_instruction_overrides({"asr": None})
+    {}
+    >>> check_instruction_overrides({"asr": "Repeat:"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    ValueError: instruction_overrides.asr: 'Repeat:' holds 0 <audio> ...
+    """
+    if not overrides:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            "instruction_overrides: expected a mapping {task: instruction}, "
+            f"got {type(overrides).__name__}"
+        )
+    out = {}
+    for task, instruction in overrides.items():
+        if instruction is None:  # a file's override switched off
+            continue
+        if task not in AUDIO_INSTRUCTIONS:
+            raise ValueError(
+                f"instruction_overrides.{task}: unknown task, expected one "
+                f"of {sorted(AUDIO_INSTRUCTIONS)}"
+            )
+        count = str(instruction).count(AUDIO_MARKER)
+        if not isinstance(instruction, str) or count != 1:
+            raise ValueError(
+                f"instruction_overrides.{task}: {instruction!r} holds "
+                f"{count} {AUDIO_MARKER} markers, expected exactly 1"
+            )
+        out[task] = instruction
+    return out
+
+
+def override_instructions(entries, overrides):
+    """Replaces the instruction of every entry whose task is overridden.
+
+    Arguments
+    ---------
+    entries : dict
+        ``{id: entry}`` (changed in place).
+    overrides : dict
+        From ``check_instruction_overrides``.
+
+    Example
+    -------
+    >>> entries = {"a": {"task": "spoken_qa", "question": "who?",
+    ...                  "instruction": "<audio> Question: who?"}}
+    >>> override_instructions(entries, {"spoken_qa": "<audio> Q: <question>"})
+    >>> entries["a"]["instruction"]
+    '<audio> Q: who?'
+    """
+    for ex_id, entry in entries.items():
+        template = overrides.get(entry["task"])
+        if template is None:
+            continue
+        fields = {
+            k: v
+            for k, v in entry.items()
+            if isinstance(v, str) and f"<{k}>" in template
+        }
+        instruction = fill(template, **fields)
+        if "<" in instruction.replace(AUDIO_MARKER, ""):
+            raise ValueError(
+                f"instruction_overrides.{entry['task']}: example {ex_id!r} "
+                f"has no field for a placeholder of {template!r}"
+            )
+        entry["instruction"] = instruction
+
+
 def build_datasets(hparams):
     """Builds the train/valid/test ``DynamicItemDataset`` of a recipe.
 
@@ -95,7 +193,10 @@ def build_datasets(hparams):
     manifests, e.g. few-shot examples from ``valid``),
     ``skip_<split>_per_task`` and ``max_<split>_per_task`` (the entries
     ``[skip, skip + max)`` of each manifest). The sets of two splits may
-    not share an example id. The tokenizer comes from ``hparams["llm"]``.
+    not share an example id. ``instruction_overrides`` (``{task:
+    instruction}``) replaces the manifests' instructions of those tasks
+    (see ``check_instruction_overrides``). The tokenizer comes from
+    ``hparams["llm"]``.
     Every manifest is validated before training starts.
 
     Arguments
@@ -116,6 +217,9 @@ def build_datasets(hparams):
     source = hparams["data_folder"]
     run_on_main(resolve_source, args=[source])
     data_root = resolve_source(source)
+    overrides = check_instruction_overrides(
+        hparams.get("instruction_overrides")
+    )
     out = {"entries": {}}
     for split in SPLITS:
         tasks = hparams.get(f"{split}_tasks") or hparams["tasks"]
@@ -128,6 +232,7 @@ def build_datasets(hparams):
             max_per_manifest=hparams.get(f"max_{split}_per_task"),
             skip_per_manifest=hparams.get(f"skip_{split}_per_task") or 0,
         )
+        override_instructions(entries, overrides)
         for other, other_entries in out["entries"].items():
             shared = sorted(set(entries) & set(other_entries))
             if shared:

@@ -25,6 +25,8 @@ TASKS = {
 def test_listen_hparams_run(name, tiny_backbones, tmp_path, run_tiny_recipe):
     out = tmp_path / name
     extra = ["--k_eval_sweep=[1,2]"] if name == "dps" else ["--k_eval_sweep=[]"]
+    if name == "dps":  # an instruction override from the command line
+        extra.append("--instruction_overrides={asr: 'Repeat: <audio>'}")
     proc = run_tiny_recipe("LiSTEN", name, out, extra=extra)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -42,6 +44,9 @@ def test_listen_hparams_run(name, tiny_backbones, tmp_path, run_tiny_recipe):
     if name == "lora":
         assert all("lora_" in k for k in state if k.startswith("llm."))
     if name == "dps":
+        assert (
+            "asr: 'Repeat: <audio>'" in (out / "hyperparams.yaml").read_text()
+        )
         assert (out / "prompt_usage.png").exists()
         usage = json.loads((out / "prompt_usage.json").read_text())
         assert set(usage["per_task"]) == TASKS

@@ -109,3 +109,54 @@ def test_overlapping_splits_are_refused(data):
     )
     with pytest.raises(ValueError, match="valid and train sets share 1"):
         build_datasets(hparams)
+
+
+def test_instruction_overrides_replace_one_tasks_instructions(data):
+    root, ids = data
+    _manifest(root, "train", "spoken_qa", 2, "qa")
+    path = root / "manifests" / "train" / "spoken_qa.json"
+    entries = json.loads(path.read_text())
+    for i, entry in enumerate(entries.values()):
+        entry["question"] = f"question {i}?"
+        entry["instruction"] = f"<audio> Question: question {i}?"
+    path.write_text(json.dumps(entries))
+    out = build_datasets(
+        _hparams(
+            root,
+            tasks=["asr"],
+            train_tasks=["asr", "spoken_qa"],
+            instruction_overrides={
+                "asr": "Repeat the text: <audio>",
+                "spoken_qa": "Read: <audio> Question: <question>",
+            },
+        )
+    )
+    got = {k: e["instruction"] for k, e in out["entries"]["train"].items()}
+    for split in ("train", "valid", "test"):
+        for ex_id in ids[split]:
+            assert (
+                out["entries"][split][ex_id]["instruction"]
+                == "Repeat the text: <audio>"
+            )
+    assert got["spoken_qa_train_001"] == "Read: <audio> Question: question 1?"
+    # without overrides (or with None) the manifests' instructions stay
+    out = build_datasets(_hparams(root, instruction_overrides={"asr": None}))
+    assert {e["instruction"] for e in out["entries"]["train"].values()} == {
+        "<audio> Transcribe the speech."
+    }
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"asr": "Repeat the text:"}, "asr: 'Repeat the text:' holds 0"),
+        ({"asr": "<audio> <audio>"}, "holds 2 <audio> markers"),
+        ({"asrr": "<audio>"}, "asrr: unknown task"),
+        (["<audio>"], "expected a mapping"),
+        ({"asr": "<audio> <speaker>"}, "no field for a placeholder"),
+    ],
+)
+def test_bad_instruction_overrides_are_named(data, overrides, message):
+    root, _ = data
+    with pytest.raises(ValueError, match=message):
+        build_datasets(_hparams(root, instruction_overrides=overrides))
