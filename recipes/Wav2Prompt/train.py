@@ -145,6 +145,10 @@ def main(argv):
         hparams.get("train_tasks") or hparams["tasks"]
     )
     summary["max_train_per_task"] = hparams.get("max_train_per_task")
+    # few-shot runs read their shots from another split's manifests
+    summary["train_manifest_split"] = (
+        hparams.get("train_manifest_split") or "train"
+    )
     run_on_main(
         write_run_summary,
         kwargs={

@@ -145,6 +145,7 @@ def test_few_shot_run_tunes_the_pretrained_front_end(
     )
     _check_run(summary, out, "wav2prompt_3shot", ("ce",))
     assert summary["max_train_per_task"] == 3
+    assert summary["train_manifest_split"] == "valid"  # unseen audio
     assert set(summary["train_tasks"]) == ZERO_SHOT
     # before tuning, the loaded front end decodes exactly as the asr run
     before = (out / "before_tuning_hyps.jsonl").read_text()
