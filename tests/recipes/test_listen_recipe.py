@@ -27,6 +27,11 @@ def test_listen_hparams_run(name, tiny_backbones, tmp_path, run_tiny_recipe):
     extra = ["--k_eval_sweep=[1,2]"] if name == "dps" else ["--k_eval_sweep=[]"]
     if name == "dps":  # an instruction override from the command line
         extra.append("--instruction_overrides={asr: 'Repeat: <audio>'}")
+    if name == "soft_prompt":  # task-weighted sampling
+        extra.append(
+            "--task_sampling_weights={asr: 2, translate_zh: 1, emotion: 1, "
+            "speaker_verification: 1, spoken_qa: 1, captioning: 1}"
+        )
     proc = run_tiny_recipe("LiSTEN", name, out, extra=extra)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -41,6 +46,8 @@ def test_listen_hparams_run(name, tiny_backbones, tmp_path, run_tiny_recipe):
     assert len(ckpts) == 1
     state = torch.load(ckpts[0], map_location="cpu")
     assert state and not any("embed_tokens" in k for k in state)
+    if name == "soft_prompt":
+        assert "asr: 2" in (out / "hyperparams.yaml").read_text()
     if name == "lora":
         assert all("lora_" in k for k in state if k.startswith("llm."))
     if name == "dps":

@@ -160,3 +160,56 @@ def test_bad_instruction_overrides_are_named(data, overrides, message):
     root, _ = data
     with pytest.raises(ValueError, match=message):
         build_datasets(_hparams(root, instruction_overrides=overrides))
+
+
+def _tasks_dataset(counts):
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    data = {}
+    for task, n in counts.items():
+        for i in range(n):
+            data[f"{task}_{i}"] = {"task": task}
+    return DynamicItemDataset(data)
+
+
+def test_task_sampling_weights_set_each_tasks_share_of_draws():
+    from audiollm_lobes.recipe_utils import train_loader_kwargs
+
+    train = _tasks_dataset({"asr": 5, "emotion": 50, "captioning": 20})
+    weights = {"asr": 2.0, "emotion": 1.0, "captioning": 1.0}
+    hparams = {
+        "train_dataloader_opts": {"batch_size": 8, "shuffle": True},
+        "steps_per_epoch": 1000,
+        "seed": 3,
+        "task_sampling_weights": weights,
+    }
+    opts = train_loader_kwargs(hparams, train)
+    assert "shuffle" not in opts
+    sampler = opts["sampler"]
+    draws = list(sampler)
+    assert len(draws) == 8000
+    tasks = [train.data[train.data_ids[i]]["task"] for i in draws]
+    # the shares follow the weights, not the set sizes (5 / 50 / 20)
+    for task, share in (("asr", 0.5), ("emotion", 0.25), ("captioning", 0.25)):
+        assert abs(tasks.count(task) / len(tasks) - share) < 0.02, task
+    # every example of the small task is drawn, and reproducibly
+    assert {i for i in draws if i < 5} == set(range(5))
+    assert list(train_loader_kwargs(hparams, train)["sampler"]) == draws
+    sampler.set_epoch(1)
+    assert list(sampler) != draws
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ({"asr": 1.0}, r"no weight for the training tasks \['emotion'\]"),
+        ({"asr": 1.0, "emotion": -1.0}, "expected weights >= 0"),
+        ({"asr": 0, "emotion": 0}, "not all zero"),
+    ],
+)
+def test_bad_task_sampling_weights_are_named(weights, message):
+    from audiollm_lobes.recipe_utils import example_weights
+
+    train = _tasks_dataset({"asr": 2, "emotion": 3})
+    with pytest.raises(ValueError, match=message):
+        example_weights(train, weights)
