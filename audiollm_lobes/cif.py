@@ -518,6 +518,16 @@ def quantity_loss(alpha_sum, target_lengths, beta=1.0):
     return (alpha_sum - beta * target).abs().mean()
 
 
+def _check_cif_mask(cif_out, cif_mask):
+    """Raises a clear error when ``cif_mask`` is not ``cif_out``'s
+    ``(batch, n_fired)``."""
+    if cif_mask.shape != cif_out.shape[:2]:
+        raise ValueError(
+            f"cif_mask: expected shape {tuple(cif_out.shape[:2])}, got "
+            f"{tuple(cif_mask.shape)}"
+        )
+
+
 def embedding_mse_loss(cif_out, cif_mask, target_embeddings, target_mask):
     """MSE between fired vectors and target token embeddings.
 
@@ -566,11 +576,7 @@ def embedding_mse_loss(cif_out, cif_mask, target_embeddings, target_mask):
             "target_embeddings: batch and dim must match cif_out "
             f"{tuple(cif_out.shape)}, got {tuple(target_embeddings.shape)}"
         )
-    if cif_mask.shape != cif_out.shape[:2]:
-        raise ValueError(
-            f"cif_mask: expected shape {tuple(cif_out.shape[:2])}, got "
-            f"{tuple(cif_mask.shape)}"
-        )
+    _check_cif_mask(cif_out, cif_mask)
     if target_mask.shape != target_embeddings.shape[:2]:
         raise ValueError(
             f"target_mask: expected shape "
@@ -631,11 +637,7 @@ def nearest_token_accuracy(cif_out, cif_mask, embedding_table, target_ids):
             f"embedding_table: expected (vocab, {cif_out.shape[2]}), got "
             f"{tuple(embedding_table.shape)}"
         )
-    if cif_mask.shape != cif_out.shape[:2]:
-        raise ValueError(
-            f"cif_mask: expected shape {tuple(cif_out.shape[:2])}, got "
-            f"{tuple(cif_mask.shape)}"
-        )
+    _check_cif_mask(cif_out, cif_mask)
     n = min(cif_out.shape[1], target_ids.shape[1])
     vectors = cif_out[:, :n].detach().to(embedding_table.dtype)
     table = embedding_table.detach()

@@ -508,18 +508,15 @@ def test_nearest_token_accuracy_reference():
     assert math.isclose(float(got), correct / total, rel_tol=1e-6)
 
 
-def test_nearest_token_accuracy_bad_input():
-    with pytest.raises(ValueError, match="cif_mask"):
+@pytest.mark.parametrize(
+    "mask_len, table_dim, field",
+    [(3, 3, "cif_mask"), (2, 4, "embedding_table")],
+)
+def test_nearest_token_accuracy_bad_input(mask_len, table_dim, field):
+    with pytest.raises(ValueError, match=field):
         nearest_token_accuracy(
             torch.zeros(1, 2, 3),
-            torch.ones(1, 3, dtype=torch.bool),
-            torch.zeros(5, 3),
-            torch.zeros(1, 2, dtype=torch.long),
-        )
-    with pytest.raises(ValueError, match="embedding_table"):
-        nearest_token_accuracy(
-            torch.zeros(1, 2, 3),
-            torch.ones(1, 2, dtype=torch.bool),
-            torch.zeros(5, 4),
+            torch.ones(1, mask_len, dtype=torch.bool),
+            torch.zeros(5, table_dim),
             torch.zeros(1, 2, dtype=torch.long),
         )
