@@ -44,7 +44,7 @@ from audiollm_lobes.toyworld import grammar, sounds, speech
 
 logger = logging.getLogger(__name__)
 
-WORLD_VERSION = 4
+WORLD_VERSION = 5
 SPLITS = grammar.SPLITS
 
 #: Manifest task names, in a fixed order.
@@ -618,9 +618,31 @@ def _sound_manifests(plan, durations, seed):
     return out
 
 
-def _text_instruction(task, rng, sentence, question=None):
+#: The spoken task whose phrasings each text task also takes in training,
+#: with the text where the audio goes: a real LLM understands "Transcribe
+#: the speech." and "Say this in Chinese."; the toy LM learns them too.
+SPOKEN_PHRASING = {
+    "repeat": "asr",
+    "translate_fr": "translate_fr",
+    "translate_zh": "translate_zh",
+    "spoken_qa": "spoken_qa",
+    "spoken_query_qa": "spoken_query_qa",
+    "slu": "slu",
+    "captioning": "captioning",
+}
+#: Share of train text examples phrased like the spoken task.
+SPOKEN_PHRASING_RATE = 0.5
+
+
+def _text_instruction(task, rng, sentence, question=None, spoken_rate=0.0):
     fields = {} if question is None else {"question": question}
-    ins = templates.sample_instruction(task, rng, text=True, **fields)
+    if spoken_rate and rng.random() < spoken_rate:
+        ins = templates.sample_instruction(
+            SPOKEN_PHRASING[task], rng, text=False, **fields
+        )
+        ins = ins.replace(templates.AUDIO_MARKER, templates.TEXT_MARKER)
+    else:
+        ins = templates.sample_instruction(task, rng, text=True, **fields)
     return templates.fill(ins, text=sentence)
 
 
@@ -634,6 +656,7 @@ def _text_examples(split, statements, commands, queries, n_per_task, seed):
     rng = random.Random(f"{seed}-text-{split}")
     np_rng = np.random.default_rng([seed, _SPLIT_CODE[split], 7])
     train = split == "train"
+    spoken = SPOKEN_PHRASING_RATE if train else 0.0
     examples = []
 
     def pick(pool, i):
@@ -679,30 +702,40 @@ def _text_examples(split, statements, commands, queries, n_per_task, seed):
                     # a real LLM knows: let the toy LM know them too
                     text = ANSWER_WORDS[int(np_rng.integers(len(ANSWER_WORDS)))]
                 examples.append(
-                    (task, _text_instruction(task, rng, text), text)
+                    (
+                        task,
+                        _text_instruction(task, rng, text, spoken_rate=spoken),
+                        text,
+                    )
                 )
             elif task in ("translate_fr", "translate_zh"):
                 s = pick(statements, i)
                 target = s.french() if task == "translate_fr" else s.chinese()
-                ins = _text_instruction(task, rng, s.english())
+                ins = _text_instruction(
+                    task, rng, s.english(), spoken_rate=spoken
+                )
                 examples.append((task, ins, target))
             elif task == "spoken_qa":
                 s = pick(statements, i)
                 question, answer = rng.choice(s.questions())
-                ins = _text_instruction(task, rng, s.english(), question)
+                ins = _text_instruction(
+                    task, rng, s.english(), question, spoken_rate=spoken
+                )
                 examples.append((task, ins, answer))
             elif task == "slu":
                 c = pick_command(i)
-                ins = _text_instruction(task, rng, c.text)
+                ins = _text_instruction(task, rng, c.text, spoken_rate=spoken)
                 examples.append((task, ins, c.target()))
             elif task == "spoken_query_qa":
                 q = pick(queries, i)
-                ins = _text_instruction(task, rng, q.text)
+                ins = _text_instruction(task, rng, q.text, spoken_rate=spoken)
                 examples.append((task, ins, q.answer))
             elif task == "captioning":
                 # text analogue of audio captioning: event names -> caption
                 events = sounds.sample_scene_events(np_rng)
-                ins = _text_instruction(task, rng, ", ".join(events))
+                ins = _text_instruction(
+                    task, rng, ", ".join(events), spoken_rate=spoken
+                )
                 examples.append((task, ins, sounds.caption(events)))
             else:
                 raise ValueError(f"unknown text task {task!r}")

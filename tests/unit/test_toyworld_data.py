@@ -533,6 +533,24 @@ def test_micro_world_text(micro_world):
         assert word in corpus
 
 
+def test_micro_world_text_speaks_the_spoken_phrasings(micro_world):
+    """Train text examples also use the spoken tasks' phrasings (e.g. "<the
+    text> Transcribe the speech."), held-out ones only the text ones."""
+    spoken = set(templates.AUDIO_INSTRUCTIONS["asr"])
+    for split in world.SPLITS:
+        path = micro_world / "text" / f"{split}.jsonl"
+        rows = [json.loads(x) for x in path.open(encoding="utf-8")]
+        repeat = [r for r in rows if r["task"] == "repeat"]
+        n_spoken = sum(
+            r["instruction"].replace(r["target"], "<audio>", 1) in spoken
+            for r in repeat
+        )
+        if split == "train":
+            assert 0.2 * len(repeat) < n_spoken < 0.8 * len(repeat)
+        else:
+            assert n_spoken == 0
+
+
 def test_micro_world_cached_and_deterministic(micro_world, tmp_path):
     stamp = (micro_world / "world.json").stat()
     again = world.build_world(MICRO, root=micro_world, seed=5, progress=False)
