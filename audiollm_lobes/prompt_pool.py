@@ -293,8 +293,10 @@ class PromptPool(nn.Module):
     detach_query : bool
         Detach the query inside the key loss.
     seed : int, optional
-        Seed of the generator drawing the stochastic k (unseeded when
-        None).
+        Seed of the generator drawing the stochastic k (default: drawn
+        from torch's global generator, so ``torch.manual_seed`` or
+        SpeechBrain's ``seed_everything`` before construction makes the
+        draws reproducible).
 
     Example
     -------
@@ -377,11 +379,12 @@ class PromptPool(nn.Module):
         self.detach_query = detach_query
         self.last_k = None
 
-        self.generator = torch.Generator()
         if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(seed)
+            # drawn from torch's global generator, so that a seeded run
+            # (``seed_everything``) draws the same ks every time
+            seed = int(torch.randint(2**62, (1,), device="cpu").item())
+        self.generator = torch.Generator()
+        self.generator.manual_seed(seed)
 
         mean = mean_embedding(value_init, llm_dim)
         # Keys as in the authors' code: N(0, 1) * 0.01.

@@ -389,3 +389,17 @@ def test_soft_prompt():
         SoftPrompt(DIM, num_tokens=0)
     with pytest.raises(ValueError, match="4 tokens"):
         sp(audio, k=2)
+
+
+def test_stochastic_k_without_seed_follows_the_global_seed():
+    """With no ``seed``, the k draws come from torch's global generator, so
+    a seeded run (``seed_everything``) repeats them exactly; a different
+    global seed gives different draws."""
+
+    def draws(global_seed):
+        torch.manual_seed(global_seed)
+        pool = PromptPool(DIM, pool_size=30)
+        return [pool.current_k() for _ in range(50)]
+
+    assert draws(7) == draws(7)
+    assert draws(7) != draws(8)
