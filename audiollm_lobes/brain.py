@@ -122,8 +122,23 @@ class TrainableState:
             modules = {"module": modules}
         self.modules = modules
 
+    def _extra_state_modules(self):
+        """``(key, submodule)`` for every submodule with extra state."""
+        base = torch.nn.Module.get_extra_state
+        for mod_name, module in self.modules.items():
+            if module is None:
+                continue
+            for sub_name, sub in module.named_modules():
+                if type(sub).get_extra_state is not base:
+                    prefix = f"{mod_name}.{sub_name}" if sub_name else mod_name
+                    yield f"{prefix}._extra_state", sub
+
     def state_dict(self):
-        """Returns the trainable parameters, keyed ``<module>.<name>``."""
+        """Returns the trainable parameters, keyed ``<module>.<name>``,
+        and the extra state (``get_extra_state``, e.g. a
+        :class:`~audiollm_lobes.prompt_pool.PromptPool`'s random generator)
+        of submodules that define one, keyed ``<module>.<sub>._extra_state``.
+        """
         out = {}
         for mod_name, module in self.modules.items():
             if module is None:
@@ -131,6 +146,8 @@ class TrainableState:
             for name, param in module.named_parameters():
                 if param.requires_grad:
                     out[f"{mod_name}.{name}"] = param.detach().cpu()
+        for key, sub in self._extra_state_modules():
+            out[key] = sub.get_extra_state()
         return out
 
     @mark_as_saver
@@ -140,11 +157,17 @@ class TrainableState:
 
     @mark_as_loader
     def load(self, path, end_of_epoch=False):
-        """Loads trainable parameters saved by ``save``."""
+        """Loads trainable parameters (and extra state) saved by ``save``.
+
+        A checkpoint without a submodule's extra state (written before it
+        was saved) loads with a warning; the submodule keeps its current
+        state.
+        """
         del end_of_epoch
         saved = torch.load(path, map_location="cpu")
-        expected = self.state_dict()
-        missing = sorted(set(expected) - set(saved))
+        extra = dict(self._extra_state_modules())
+        expected = set(self.state_dict()) - set(extra)
+        missing = sorted(expected - set(saved))
         if missing:
             raise RuntimeError(
                 f"checkpoint {path} lacks trainable parameters {missing[:5]}"
@@ -157,6 +180,15 @@ class TrainableState:
                     key = f"{mod_name}.{name}"
                     if key in saved:
                         param.copy_(saved[key].to(param.device))
+        for key, sub in extra.items():
+            if key in saved:
+                sub.set_extra_state(saved[key])
+            else:
+                logger.warning(
+                    "checkpoint %s has no %s; that state starts afresh",
+                    path,
+                    key,
+                )
 
 
 class AudioLLMBrain(sb.Brain):
@@ -200,8 +232,8 @@ class AudioLLMBrain(sb.Brain):
         tasks that share the clip. Only valid for frozen, deterministic
         encoders (the default).
         """
-        wavs, wav_lens = batch.sig
         if not self._hp("cache_encoder_features", False):
+            wavs, wav_lens = batch.sig
             return self.modules.encoder(wavs, wav_lens)
         fused = self.cached_features(
             batch, lambda w, lens: {"fused": self.modules.encoder(w, lens)}
@@ -219,7 +251,8 @@ class AudioLLMBrain(sb.Brain):
         Arguments
         ---------
         batch : PaddedBatch
-            With ``sig`` and ``audio_key``.
+            With ``audio_key``, and ``sig`` unless every clip is cached
+            (see :meth:`precompute_features`).
         run : callable
             ``(wavs (batch, samples), rel_lens (batch,)) -> {name: (feats
             (batch, frames, dim), mask (batch, frames))}``.
@@ -231,11 +264,18 @@ class AudioLLMBrain(sb.Brain):
         dict
             ``{name: (feats, mask)}`` on ``self.device``, right-padded.
         """
-        wavs, wav_lens = batch.sig
         cache = self.__dict__.setdefault(cache_name, {})
         keys = list(batch.audio_key)
         missing = [i for i, k in enumerate(keys) if k not in cache]
         if missing:
+            if not hasattr(batch, "sig"):
+                raise RuntimeError(
+                    f"{len(missing)} clip(s) of batch {list(batch.id)[:3]} "
+                    f"are not in the feature cache ({keys[missing[0]]!r}) "
+                    "and the batch carries no audio ('sig'): the dataset's "
+                    "features were not all precomputed"
+                )
+            wavs, wav_lens = batch.sig
             index = torch.tensor(missing, device=wavs.device)
             sub_lens = wav_lens[index]
             # crop to the longest clip of the sub-batch
@@ -256,6 +296,80 @@ class AudioLLMBrain(sb.Brain):
             mask = torch.arange(feats.shape[1])[None] < lengths[:, None]
             out[name] = (feats.to(self.device), mask.to(self.device))
         return out
+
+    def make_dataloader(
+        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
+    ):
+        """SpeechBrain's loader, after precomputing the dataset's features.
+
+        With ``precompute_encoder_features: True`` (and
+        ``cache_encoder_features: True``) in the hparams, the frozen
+        encoder's features of every distinct clip of ``dataset`` are
+        computed first (:meth:`precompute_features`) and the dataset then
+        stops reading audio: each training step costs only the trainable
+        part, not a pass over 32 wav files.
+        """
+        if (
+            self._hp("precompute_encoder_features", False)
+            and self._hp("cache_encoder_features", False)
+            and hasattr(dataset, "pipeline")
+        ):
+            self.precompute_features(dataset, stage)
+        return super().make_dataloader(
+            dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
+        )
+
+    def precompute_features(self, dataset, stage, batch_size=32):
+        """Fills the feature cache for every distinct clip of ``dataset``.
+
+        Clips are encoded once each (examples sharing a clip, e.g. the ASR
+        and translation entries of one utterance, share its features),
+        shortest first so that batches hold little padding, under the
+        stage's precision (SpeechBrain's ``training_ctx`` or
+        ``evaluation_ctx``), through :meth:`encode_audio`, so subclasses
+        with their own caches (e.g. per-stream features) fill those. The
+        dataset's ``sig`` output is then dropped, so later loaders read no
+        audio.
+
+        Arguments
+        ---------
+        dataset : speechbrain.dataio.dataset.DynamicItemDataset
+            With ``id``, ``audio_key``, ``duration`` and ``sig``.
+        stage : sb.Stage
+            Chooses the precision context.
+        batch_size : int
+            Clips per encoder pass.
+        """
+        outputs = list(dataset.pipeline.output_mapping)
+        if "sig" not in outputs:
+            return  # already precomputed
+        with dataset.output_keys_as(["id", "audio_key"]):
+            rows = [dataset[i] for i in range(len(dataset))]
+        first = {}
+        for row in rows:
+            first.setdefault(row["audio_key"], row["id"])
+        keep = set(first.values())
+        todo = dataset.filtered_sorted(
+            key_test={"id": lambda eid: eid in keep}, sort_key="duration"
+        )
+        loader = sb.dataio.dataloader.make_dataloader(
+            todo, batch_size=batch_size
+        )
+        context = (
+            self.training_ctx
+            if stage == sb.Stage.TRAIN
+            else self.evaluation_ctx
+        )
+        self.modules.eval()
+        with torch.no_grad(), context:
+            for batch in loader:
+                self.encode_audio(batch.to(self.device))
+        logger.info(
+            "precomputed encoder features of %d clips (%d examples)",
+            len(keep),
+            len(rows),
+        )
+        dataset.set_output_keys([k for k in outputs if k != "sig"])
 
     def audio_tokens(self, feats, mask, batch, stage):
         """Maps encoder features to LLM-width audio tokens with a mask."""

@@ -392,9 +392,11 @@ class BEATsEncoder(nn.Module):
     BEATs cuts its 128-bin filterbank into 16 x 16 patches, so each
     160 ms of audio gives 8 frequency patches; the tokens are flattened
     time-major (all 8 patches of a time block, then the next block), i.e.
-    50 tokens per second. The mask is the one BEATs uses inside its
-    attention (``BEATs.forward_padding_mask`` applied twice, as in
-    ``extract_features``).
+    50 tokens per second. A time block of patches is valid only if all its
+    filterbank frames lie inside the clip (SpeechBrain's batched
+    ``extract_features`` keeps a partly padded last block, whose padding
+    then changes the clip's other tokens), so every clip of a padded batch
+    gets exactly the features it gets alone.
 
     Arguments
     ---------
@@ -416,7 +418,7 @@ class BEATsEncoder(nn.Module):
     >>> encoder = BEATsEncoder(path)
     >>> feats, mask = encoder(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
     >>> feats.shape, mask.sum(dim=1).tolist()
-    (torch.Size([2, 48, 32]), [48, 25])
+    (torch.Size([2, 48, 32]), [48, 24])
     """
 
     def __init__(
@@ -468,34 +470,6 @@ class BEATsEncoder(nn.Module):
             self.model.eval()
         return self
 
-    def padding_mask(self, num_samples, wav_lens, num_tokens):
-        """BEATs' own token padding mask for a padded batch.
-
-        Arguments
-        ---------
-        num_samples : int
-            Padded number of samples of the batch.
-        wav_lens : torch.Tensor
-            Relative lengths ``(batch,)``.
-        num_tokens : int
-            Number of output tokens.
-
-        Returns
-        -------
-        torch.Tensor
-            ``(batch, num_tokens)`` bool, True on *padding* tokens.
-        """
-        from speechbrain.dataio.dataio import length_to_mask
-
-        # Kaldi fbank frames with snip_edges: 25 ms windows every 10 ms.
-        num_fbank = 1 + (num_samples - 400) // 160
-        pad = ~length_to_mask(
-            wav_lens * num_samples, num_samples, device=wav_lens.device
-        ).bool()
-        pad = self.model.forward_padding_mask(pad.new_empty(0, num_fbank), pad)
-        pad = self.model.forward_padding_mask(pad.new_empty(0, num_tokens), pad)
-        return pad
-
     def forward(self, wav, wav_lens=None):
         """Encodes a batch of 16 kHz waveforms.
 
@@ -524,15 +498,48 @@ class BEATsEncoder(nn.Module):
         if wav_lens is None:
             wav_lens = torch.ones(wav.shape[0], device=wav.device)
         wav_lens = wav_lens.float()
-        out = self.model(wav.float(), wav_lens, self.fbank_mean, self.fbank_std)
-        feats = out[0]
-        if len(out) == 3 and out[2] is not None:
-            pad = out[2]
+        if self.freeze:
+            with torch.no_grad():
+                feats, mask = self._encode(wav.float(), wav_lens)
         else:
-            pad = self.padding_mask(wav.shape[1], wav_lens, feats.shape[1])
-        mask = ~pad
+            feats, mask = self._encode(wav.float(), wav_lens)
         feats = feats * mask.unsqueeze(-1).to(feats.dtype)
         return feats, mask
+
+    def _encode(self, wav, wav_lens):
+        """BEATs' ``extract_features`` with a padding mask per whole patch.
+
+        SpeechBrain's BEATs marks a token as padding only when *all* its
+        samples are padding, so the last, partly padded patch of a clip in
+        a padded batch stays a valid token (holding filterbank frames of
+        the padding) and, through the positional convolution and the
+        attention, changes every token of the clip: a clip's features then
+        depend on the batch it was encoded in. Here a time block of patches
+        is valid only if all its filterbank frames lie inside the clip,
+        exactly the blocks the clip gives when encoded alone, so the
+        features of a clip do not depend on its batch.
+        """
+        model = self.model
+        fbank = model.preprocess(wav, self.fbank_mean, self.fbank_std)
+        samples = torch.round(wav_lens * wav.shape[1]).long()
+        # Kaldi fbank frames with snip_edges: 25 ms windows every 10 ms.
+        n_fbank = torch.clamp(
+            1 + (samples - 400).div(160, rounding_mode="floor"), min=0
+        )
+        patch = model.cfg.input_patch_size
+        features = model.patch_embedding(fbank.unsqueeze(1))
+        batch, channels, n_blocks, n_freq = features.shape
+        # time-major: the n_freq patches of one time block are consecutive
+        features = features.reshape(batch, channels, -1).transpose(1, 2)
+        features = model.layer_norm(features)
+        blocks = torch.arange(n_blocks, device=wav.device)
+        valid = blocks[None, :] < (n_fbank // patch)[:, None]
+        valid = valid.repeat_interleave(n_freq, dim=1)
+        if model.post_extract_proj is not None:
+            features = model.post_extract_proj(features)
+        features = model.dropout_input(features)
+        x, _ = model.encoder(features, padding_mask=~valid)
+        return x, valid
 
 
 class FusedEncoder(nn.Module):

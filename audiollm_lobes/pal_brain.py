@@ -163,9 +163,9 @@ class PALBrain(AudioLLMBrain):
         """
         if not self.per_stream:
             return super().encode_audio(batch)
-        wavs, wav_lens = batch.sig
         encoder = self.modules.encoder
         if not self._hp("cache_encoder_features", False):
+            wavs, wav_lens = batch.sig
             _, _, streams = encoder(wavs, wav_lens, return_streams=True)
             return streams, None
         streams = self.cached_features(

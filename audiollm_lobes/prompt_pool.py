@@ -436,6 +436,41 @@ class PromptPool(nn.Module):
             f"k_eval={self.k_eval}, key_loss={self.key_loss_type}"
         )
 
+    def get_extra_state(self):
+        """The stochastic-k generator's state, saved with the module.
+
+        ``state_dict()`` (and :class:`audiollm_lobes.brain.TrainableState`)
+        include it, so a run resumed from a checkpoint draws the same ks as
+        an uninterrupted one.
+
+        Returns
+        -------
+        dict
+            ``{"generator": ByteTensor}``.
+
+        Example
+        -------
+        >>> pool = PromptPool(4, pool_size=5, seed=0)
+        >>> "_extra_state" in pool.state_dict()
+        True
+        """
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state):
+        """Restores the generator state saved by :meth:`get_extra_state`.
+
+        Arguments
+        ---------
+        state : dict
+            ``{"generator": ByteTensor}``.
+        """
+        if not isinstance(state, dict) or "generator" not in state:
+            raise ValueError(
+                "PromptPool: extra state must be a dict with a 'generator' "
+                f"entry, got {type(state).__name__}"
+            )
+        self.generator.set_state(state["generator"].cpu())
+
     def current_k(self, k=None):
         """Returns the number of prompts for the next forward.
 

@@ -403,3 +403,44 @@ def test_stochastic_k_without_seed_follows_the_global_seed():
 
     assert draws(7) == draws(7)
     assert draws(7) != draws(8)
+
+
+def test_resumed_pool_draws_the_same_ks_as_an_uninterrupted_one(tmp_path):
+    """The stochastic-k generator state travels with the checkpoint
+    (``TrainableState``): a pool restored mid-run continues the k sequence
+    of the run it was saved from, not its own initial seed."""
+    from audiollm_lobes.brain import TrainableState
+
+    pool = PromptPool(DIM, pool_size=30, seed=3)
+    first = [pool.current_k() for _ in range(20)]
+    TrainableState({"prompt_pool": pool}).save(tmp_path / "ckpt")
+    uninterrupted = [pool.current_k() for _ in range(30)]
+
+    fresh = PromptPool(DIM, pool_size=30, seed=3)
+    assert [fresh.current_k() for _ in range(20)] == first  # same start
+    restored = PromptPool(DIM, pool_size=30, seed=3)
+    TrainableState({"prompt_pool": restored}).load(tmp_path / "ckpt")
+    assert [restored.current_k() for _ in range(30)] == uninterrupted
+    # without the state, a resumed run would have restarted the sequence
+    assert first[:20] != uninterrupted[:20]
+
+
+def test_checkpoint_without_generator_state_still_loads(tmp_path):
+    """Checkpoints written before the generator state was saved hold only
+    parameters; they load (with a warning) and keep the pool's own state."""
+    from audiollm_lobes.brain import TrainableState
+
+    pool = PromptPool(DIM, pool_size=30, seed=3)
+    params = {
+        f"prompt_pool.{n}": p.detach()
+        for n, p in pool.named_parameters()
+        if p.requires_grad
+    }
+    torch.save(params, tmp_path / "old")
+    other = PromptPool(DIM, pool_size=30, seed=4)
+    TrainableState({"prompt_pool": other}).load(tmp_path / "old")
+    assert torch.equal(other.keys, pool.keys)
+    reference = PromptPool(DIM, pool_size=30, seed=4)
+    assert [other.current_k() for _ in range(10)] == [
+        reference.current_k() for _ in range(10)
+    ]

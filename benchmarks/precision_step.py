@@ -1,0 +1,169 @@
+"""Training-step time of a LiSTEN recipe in fp32 and in bf16 autocast.
+
+Loads a recipe's hparams (default ``recipes/LiSTEN/hparams/dps.yaml`` on
+the ``small`` toy world, built on first use), draws a fixed set of training
+batches, fills the encoder-feature cache, then times ``fit_batch`` on the
+same batches under ``--precision=fp32`` and ``--precision=bf16``,
+alternating the two ``--repeats`` times so that both see the same machine
+load. Prints the median seconds per step of each, their ratio and the mean
+training loss of each: both brains step the same model in turn (bf16
+right after fp32), so the losses are a sanity check (finite, falling),
+not a comparison of the two precisions' accuracy.
+
+bf16 is only faster where the hardware multiplies bfloat16 natively
+(``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` on CPU); elsewhere it is
+emulated and slower, which is why the recipes' ``precision: auto`` picks
+fp32 there.
+
+Usage::
+
+    python benchmarks/precision_step.py [--hparams FILE] [--steps 20]
+        [--repeats 3] [--profile small]
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+
+from audiollm_lobes.brain import AudioLLMBrain
+from audiollm_lobes.recipe_utils import (
+    build_datasets,
+    load_recipe_hparams,
+    train_loader_kwargs,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_brain(hparams, precision):
+    """An AudioLLMBrain over the hparams' modules with this precision.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded recipe hparams.
+    precision : str
+        ``"fp32"`` or ``"bf16"``.
+
+    Returns
+    -------
+    AudioLLMBrain
+        Ready for ``fit_batch`` (optimizer created, train mode).
+
+    Example
+    -------
+    >>> make_brain  # doctest: +ELLIPSIS
+    <function make_brain at ...>
+    """
+    brain = AudioLLMBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts={"precision": precision},
+        checkpointer=None,
+    )
+    brain.init_optimizers()
+    brain.modules.train()
+    brain.on_stage_start(sb.Stage.TRAIN, 1)
+    return brain
+
+
+def time_steps(brain, batches):
+    """Seconds per ``fit_batch`` and mean loss over ``batches``.
+
+    Arguments
+    ---------
+    brain : AudioLLMBrain
+        The brain to step.
+    batches : list
+        Training batches.
+
+    Returns
+    -------
+    tuple
+        ``(seconds_per_step, mean_loss)``.
+
+    Example
+    -------
+    >>> time_steps  # doctest: +ELLIPSIS
+    <function time_steps at ...>
+    """
+    losses = []
+    start = time.perf_counter()
+    for batch in batches:
+        losses.append(float(brain.fit_batch(batch)))
+    return (time.perf_counter() - start) / len(batches), sum(losses) / len(
+        losses
+    )
+
+
+def main(argv=None):
+    """Runs the benchmark (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--hparams", default=str(ROOT / "recipes/LiSTEN/hparams/dps.yaml")
+    )
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", default="small")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    hparams, _ = load_recipe_hparams(
+        [
+            args.hparams,
+            f"--toy_profile={args.profile}",
+            "--experiment=bench_precision",
+            "--output_folder=/tmp/audiollm_lobes_bench_precision",
+        ],
+        args.hparams,
+    )
+    datasets = build_datasets(hparams)
+    loader = sb.dataio.dataloader.make_dataloader(
+        datasets["train"], **train_loader_kwargs(hparams, datasets["train"])
+    )
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == args.steps:
+            break
+    brains = {p: make_brain(hparams, p) for p in ("fp32", "bf16")}
+    # share one feature cache and fill it (the encoder is frozen)
+    cache = {}
+    for brain in brains.values():
+        brain._feature_cache = cache
+        time_steps(brain, batches)  # warm-up: caching, allocator, oneDNN
+    times = {p: [] for p in brains}
+    losses = {p: [] for p in brains}
+    for _ in range(args.repeats):
+        for name, brain in brains.items():
+            sec, loss = time_steps(brain, batches)
+            times[name].append(sec)
+            losses[name].append(loss)
+    fp32 = statistics.median(times["fp32"])
+    bf16 = statistics.median(times["bf16"])
+    print(
+        f"{Path(args.hparams).name} on toy world {args.profile!r}, "
+        f"{args.steps} steps x {args.repeats} repeats, "
+        f"{torch.get_num_threads()} threads, native bf16: "
+        f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
+    )
+    print("| precision | s/step (median) | mean train loss |")
+    print("|---|---:|---:|")
+    for name, sec in (("fp32", fp32), ("bf16", bf16)):
+        print(f"| {name} | {sec:.3f} | {statistics.mean(losses[name]):.4f} |")
+    print(f"speed-up of bf16 over fp32: {fp32 / bf16:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
