@@ -25,7 +25,10 @@ import os
 import time
 from pathlib import Path
 
-BACKBONES_VERSION = 1
+#: 2: the toy BEATs is pretrained through ``BEATsEncoder`` with whole-patch
+#: padding masks (its features no longer depend on batch padding), which
+#: changes its weights; caches built before are rebuilt.
+BACKBONES_VERSION = 2
 
 logger = logging.getLogger(__name__)
 

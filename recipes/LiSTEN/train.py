@@ -41,17 +41,28 @@ logger = logging.getLogger(__name__)
 class LiSTENBrain(AudioLLMBrain):
     """AudioLLMBrain with prompt-usage recording and a k_eval sweep."""
 
-    def evaluate_k_sweep(self, test_set, k_values, loader_kwargs):
-        """Evaluates the test set once per ``k_eval``; returns summaries."""
+    def evaluate_k_sweep(self, test_set, k_values, loader_kwargs, known=None):
+        """Evaluates the test set once per ``k_eval``; returns summaries.
+
+        ``known`` maps a ``k`` already evaluated (the main test, at the
+        pool's own ``k_eval``) to its summary, which is reused instead of
+        decoding the test set again. The pool's ``k_eval`` is restored.
+        """
         pool = self.modules.prompt_pool
+        known = known or {}
+        original = pool.k_eval
         results = {}
         for k in k_values:
+            if int(k) in known:
+                results[int(k)] = known[int(k)]
+                continue
             pool.k_eval = int(k)
             self.hparams.test_results_name = f"test_results_k{k}"
             self.evaluate(
                 test_set, min_key="loss", test_loader_kwargs=loader_kwargs
             )
             results[int(k)] = self.test_summary
+        pool.k_eval = original
         return results
 
 
@@ -94,7 +105,10 @@ def main(argv):
         k_values = hparams.get("k_eval_sweep") or []
         if k_values:
             summary["k_sweep"] = brain.evaluate_k_sweep(
-                datasets["test"], k_values, hparams["test_dataloader_opts"]
+                datasets["test"],
+                k_values,
+                hparams["test_dataloader_opts"],
+                known={int(pool.k_eval): brain.test_summary},
             )
     run_on_main(
         write_summary,

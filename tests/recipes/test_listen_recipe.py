@@ -24,7 +24,10 @@ TASKS = {
 @pytest.mark.parametrize("name", HPARAMS)
 def test_listen_hparams_run(name, tiny_backbones, tmp_path, run_tiny_recipe):
     out = tmp_path / name
-    extra = ["--k_eval_sweep=[1,2]"] if name == "dps" else ["--k_eval_sweep=[]"]
+    # k=16 is the pool's k_eval: the sweep reuses the main test for it
+    extra = (
+        ["--k_eval_sweep=[1,16]"] if name == "dps" else ["--k_eval_sweep=[]"]
+    )
     if name == "dps":  # an instruction override from the command line
         extra.append("--instruction_overrides={asr: 'Repeat: <audio>'}")
     if name == "soft_prompt":  # task-weighted sampling
@@ -57,7 +60,10 @@ def test_listen_hparams_run(name, tiny_backbones, tmp_path, run_tiny_recipe):
         assert (out / "prompt_usage.png").exists()
         usage = json.loads((out / "prompt_usage.json").read_text())
         assert set(usage["per_task"]) == TASKS
-        assert set(summary["k_sweep"]) == {"1", "2"}
+        assert set(summary["k_sweep"]) == {"1", "16"}
+        assert summary["k_sweep"]["16"] == summary["test"]
+        assert (out / "test_results_k1.json").exists()
+        assert not (out / "test_results_k16.json").exists()
 
 
 def test_bad_manifest_gives_one_clear_report(tiny_backbones, tmp_path):
@@ -104,3 +110,27 @@ def test_bad_manifest_gives_one_clear_report(tiny_backbones, tmp_path):
     for ex_id in bad:
         assert ex_id in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "name, override, expected",
+    [
+        ("dps", None, "eager"),
+        ("lora", None, "eager"),
+        ("dps", "sdpa", "sdpa"),
+    ],
+)
+def test_llm_attention_implementation_reaches_the_model(
+    name, override, expected, tiny_backbones, tmp_path
+):
+    """The toy yamls train the LLM with HF's eager attention (faster on a
+    CPU, benchmarks/attention_step.py); the key is a one-line swap."""
+    from audiollm_lobes.recipe_utils import load_recipe_hparams
+
+    path = str(RECIPE / "hparams" / f"{name}.yaml")
+    argv = [path, "--toy_profile=tiny", f"--output_folder={tmp_path}"]
+    if override:
+        argv.append(f"--llm_attn_implementation={override}")
+    hparams, _ = load_recipe_hparams(argv, path)
+    model = hparams["llm"].model
+    assert model.config._attn_implementation == expected

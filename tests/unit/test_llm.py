@@ -428,3 +428,27 @@ def test_bfloat16_model_takes_float32_embeddings(lm_folder, lm):
     assert (probs - ref_probs).abs().max() < 0.1
     with pytest.raises(ValueError, match="dtype"):
         CausalLM(lm_folder, dtype="float8")
+
+
+def test_eager_attention_matches_sdpa_on_a_padded_batch(lm_folder, lm):
+    """The recipes' ``llm_attn_implementation`` swaps HF's attention code;
+    loss and the gradient reaching the input embeddings must not change."""
+    eager = CausalLM(lm_folder, attn_implementation="eager")
+    assert eager.model.config._attn_implementation == "eager"
+    assert lm.model.config._attn_implementation == "sdpa"
+    tokens, mask, labels = _labels(
+        lm, PROMPTS[:3], [" le chat", " the dog sleeps", " 猫"]
+    )
+    assert not mask.all()  # right padding is exercised
+    grads = []
+    for model in (lm, eager):
+        embeds = model.embed(tokens).detach().requires_grad_(True)
+        loss = model.loss(embeds, mask, labels)
+        loss.backward()
+        grads.append((loss.detach(), embeds.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-6)
+    scale = float(grads[0][1].abs().max())
+    assert scale > 0
+    torch.testing.assert_close(
+        grads[0][1], grads[1][1], rtol=1e-4, atol=1e-4 * scale
+    )
