@@ -30,13 +30,9 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from precision_step import make_brain, time_steps
+from precision_step import make_brain, time_steps, training_batches
 
-from audiollm_lobes.recipe_utils import (
-    build_datasets,
-    load_recipe_hparams,
-    train_loader_kwargs,
-)
+from audiollm_lobes.recipe_utils import load_recipe_hparams
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLEMENTATIONS = ("sdpa", "eager")
@@ -100,15 +96,7 @@ def main(argv=None):
         if got != name:
             raise RuntimeError(f"asked for {name!r} attention, got {got!r}")
     first = all_hparams[IMPLEMENTATIONS[0]]
-    datasets = build_datasets(first)
-    loader = sb.dataio.dataloader.make_dataloader(
-        datasets["train"], **train_loader_kwargs(first, datasets["train"])
-    )
-    batches = []
-    for batch in loader:
-        batches.append(batch)
-        if len(batches) == args.steps:
-            break
+    batches = training_batches(first, args.steps)
     brains = {
         name: make_brain(hparams, hparams["precision"])
         for name, hparams in all_hparams.items()

@@ -105,6 +105,38 @@ def time_steps(brain, batches):
     )
 
 
+def training_batches(hparams, n):
+    """The first ``n`` training batches of a recipe's hparams.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded recipe hparams (data and loader options).
+    n : int
+        How many batches.
+
+    Returns
+    -------
+    list
+        ``PaddedBatch`` objects, drawn as the recipe's loader draws them.
+
+    Example
+    -------
+    >>> training_batches  # doctest: +ELLIPSIS
+    <function training_batches at ...>
+    """
+    datasets = build_datasets(hparams)
+    loader = sb.dataio.dataloader.make_dataloader(
+        datasets["train"], **train_loader_kwargs(hparams, datasets["train"])
+    )
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == n:
+            break
+    return batches
+
+
 def main(argv=None):
     """Runs the benchmark (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -128,15 +160,7 @@ def main(argv=None):
         ],
         args.hparams,
     )
-    datasets = build_datasets(hparams)
-    loader = sb.dataio.dataloader.make_dataloader(
-        datasets["train"], **train_loader_kwargs(hparams, datasets["train"])
-    )
-    batches = []
-    for batch in loader:
-        batches.append(batch)
-        if len(batches) == args.steps:
-            break
+    batches = training_batches(hparams, args.steps)
     brains = {p: make_brain(hparams, p) for p in ("fp32", "bf16")}
     # share one feature cache and fill it (the encoder is frozen)
     cache = {}
