@@ -14,6 +14,7 @@ Authors
  * audiollm-lobes developers, 2026
 """
 
+import logging
 import os
 from typing import NamedTuple, Optional
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 import transformers
 
 IGNORE_INDEX = -100
+logger = logging.getLogger(__name__)
 
 _DTYPES = {
     "float32": torch.float32,
@@ -238,6 +240,13 @@ class CausalLM(torch.nn.Module):
         whatever ``train()`` says.
     attn_implementation : str
         Passed to ``from_pretrained`` (``"sdpa"``, ``"eager"``, ...).
+    compile_training : bool
+        Run the decoder through ``torch.compile`` (dynamic shapes) in
+        training forwards: gradients enabled, no KV cache. Decoding and
+        validation stay eager. The first training step pays the
+        compilation (tens of seconds on a CPU; PyTorch caches it on disk
+        for later runs). Needs a C/C++ compiler on a CPU; if compiling
+        fails, a warning is logged and the decoder runs eagerly.
     local_files_only : bool, optional
         Default: True when ``source`` is an existing folder, else False.
     trust_remote_code : bool
@@ -265,6 +274,7 @@ class CausalLM(torch.nn.Module):
         device=None,
         freeze=True,
         attn_implementation="sdpa",
+        compile_training=False,
         local_files_only=None,
         trust_remote_code=False,
     ):
@@ -299,6 +309,10 @@ class CausalLM(torch.nn.Module):
             self.model.requires_grad_(False)
             self.model.eval()
         self._embedding_norm = None
+        self.compile_training = bool(compile_training)
+        # the compiled decoder lives in a plain dict: registered as a
+        # submodule it would duplicate every weight in the state dict
+        self._compiled = {}
 
     # ------------------------------------------------------------ modes
     def train(self, mode=True):
@@ -515,6 +529,42 @@ class CausalLM(torch.nn.Module):
             return base
         return self.model.get_decoder()
 
+    def _training_decoder(self):
+        """The decoder to run a training forward with (compiled if asked).
+
+        Returns
+        -------
+        callable
+            ``torch.compile(decoder, dynamic=True)`` with
+            ``compile_training``, else the decoder itself.
+        """
+        decoder = self._decoder()
+        if not self.compile_training:
+            return decoder
+        if "decoder" not in self._compiled:
+            self._compiled["decoder"] = torch.compile(decoder, dynamic=True)
+        return self._compiled["decoder"]
+
+    def _run_decoder(self, use_compiled, **kwargs):
+        if not use_compiled:
+            return self._decoder()(**kwargs)
+        if self._compiled.get("ran"):
+            return self._training_decoder()(**kwargs)
+        try:  # the first call compiles
+            out = self._training_decoder()(**kwargs)
+            self._compiled["ran"] = True
+            return out
+        except Exception as err:  # no compiler, unsupported op, ...
+            logger.warning(
+                "CausalLM: torch.compile of the decoder failed (%s: %s); "
+                "training continues with the eager decoder",
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+            )
+            self.compile_training = False
+            self._compiled.clear()
+            return self._decoder()(**kwargs)
+
     def _head(self, hidden):
         logits = self.model.get_output_embeddings()(hidden)
         cap = getattr(self.config, "final_logit_softcapping", None)
@@ -579,7 +629,14 @@ class CausalLM(torch.nn.Module):
             position_ids = positions_from_mask(attention_mask, length)
         if inputs_embeds.dtype != self.dtype:
             inputs_embeds = inputs_embeds.to(self.dtype)
-        out = self._decoder()(
+        use_compiled = (
+            self.compile_training
+            and past_key_values is None
+            and not use_cache
+            and torch.is_grad_enabled()
+        )
+        out = self._run_decoder(
+            use_compiled,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask.long(),
             position_ids=position_ids,

@@ -12,83 +12,57 @@ then times ``fit_batch`` on the same batches with each brain in turn,
 median seconds per step of each, their ratio, and each one's loss on the
 first batch in eval mode, which agree up to the rounding of the training
 precision (the two compute the same function: in fp32 they match to
-1e-5, ``tests/unit/test_llm.py``).
+1e-5, ``tests/unit/test_llm.py``). The LLM decoder runs eagerly in both
+unless ``--compiled`` (then both compile it in the warm-up pass).
 
 Usage::
 
     python benchmarks/attention_step.py [--hparams FILE] [--steps 20]
-        [--repeats 3] [--profile small] [--precision auto]
+        [--repeats 3] [--profile small] [--precision auto] [--compiled]
 
 Authors
  * audiollm-lobes developers, 2026
 """
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
 
-import speechbrain as sb
 import torch
-from precision_step import make_brain, time_steps, training_batches
+from precision_step import (
+    benchmark_parser,
+    first_batch_losses,
+    load_variant,
+    make_brains_alike,
+    time_steps,
+    training_batches,
+)
 
-from audiollm_lobes.recipe_utils import load_recipe_hparams
-
-ROOT = Path(__file__).resolve().parents[1]
 IMPLEMENTATIONS = ("sdpa", "eager")
-
-
-def load(hparams_file, profile, attention, precision):
-    """Recipe hparams with this LLM attention implementation.
-
-    Arguments
-    ---------
-    hparams_file : str
-        A LiSTEN-style recipe hparams file.
-    profile : str
-        Toy world profile.
-    attention : str
-        ``"sdpa"`` or ``"eager"``.
-    precision : str
-        ``"auto"`` (the yaml's own setting), ``"fp32"`` or ``"bf16"``.
-
-    Returns
-    -------
-    dict
-        Loaded hparams (``precision`` resolved).
-
-    Example
-    -------
-    >>> load  # doctest: +ELLIPSIS
-    <function load at ...>
-    """
-    argv = [
-        hparams_file,
-        f"--toy_profile={profile}",
-        f"--llm_attn_implementation={attention}",
-        "--experiment=bench_attention",
-        "--output_folder=/tmp/audiollm_lobes_bench_attention",
-    ]
-    if precision != "auto":  # "auto" is resolved from the yaml's value
-        argv.append(f"--precision={precision}")
-    hparams, _ = load_recipe_hparams(argv, hparams_file)
-    return hparams
 
 
 def main(argv=None):
     """Runs the benchmark (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__.split("\n")[0])
     parser.add_argument(
-        "--hparams", default=str(ROOT / "recipes/LiSTEN/hparams/dps.yaml")
+        "--compiled",
+        action="store_true",
+        help="compile the LLM decoder in both (llm_compile_training)",
     )
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--profile", default="small")
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args(argv)
 
+    # one factor at a time: the decoder stays eager unless --compiled
+    overrides = [f"--llm_compile_training={args.compiled}"]
+    if args.precision != "auto":  # "auto" is resolved from the yaml's value
+        overrides.append(f"--precision={args.precision}")
     all_hparams = {
-        name: load(args.hparams, args.profile, name, args.precision)
+        name: load_variant(
+            args.hparams,
+            args.profile,
+            "bench_attention",
+            [f"--llm_attn_implementation={name}", *overrides],
+        )
         for name in IMPLEMENTATIONS
     }
     for name, hparams in all_hparams.items():
@@ -97,22 +71,8 @@ def main(argv=None):
             raise RuntimeError(f"asked for {name!r} attention, got {got!r}")
     first = all_hparams[IMPLEMENTATIONS[0]]
     batches = training_batches(first, args.steps)
-    brains = {
-        name: make_brain(hparams, hparams["precision"])
-        for name, hparams in all_hparams.items()
-    }
-    # same starting weights: copy the first brain's trainable state over
-    source = brains[IMPLEMENTATIONS[0]].modules.state_dict()
-    brains[IMPLEMENTATIONS[1]].modules.load_state_dict(source)
-    first_loss = {}
-    for name, brain in brains.items():  # eval mode: no dropout, k = k_eval
-        brain.modules.eval()
-        with torch.no_grad():
-            out = brain.compute_forward(batches[0], sb.Stage.VALID)
-            first_loss[name] = float(
-                brain.compute_objectives(out, batches[0], sb.Stage.VALID)
-            )
-        brain.modules.train()
+    brains = make_brains_alike(all_hparams)  # same starting weights
+    first_loss = first_batch_losses(brains, batches[0])
     cache = {}  # one feature cache: the encoder is frozen
     for brain in brains.values():
         brain._feature_cache = cache
@@ -126,7 +86,8 @@ def main(argv=None):
         f"{Path(args.hparams).name} on toy world {args.profile!r}, "
         f"{args.steps} steps x {args.repeats} repeats, "
         f"{torch.get_num_threads()} threads, precision "
-        f"{first['precision']}"
+        f"{first['precision']}, LLM decoder "
+        f"{'compiled' if args.compiled else 'eager'}"
     )
     print("| LLM attention | s/step (median) | loss of the first batch |")
     print("|---|---:|---:|")

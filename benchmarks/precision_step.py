@@ -13,7 +13,8 @@ not a comparison of the two precisions' accuracy.
 bf16 is only faster where the hardware multiplies bfloat16 natively
 (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` on CPU); elsewhere it is
 emulated and slower, which is why the recipes' ``precision: auto`` picks
-fp32 there.
+fp32 there. The LLM decoder runs eagerly (``llm_compile_training`` off),
+so that only the precision differs from the earlier measurements.
 
 Usage::
 
@@ -74,6 +75,35 @@ def make_brain(hparams, precision):
     brain.modules.train()
     brain.on_stage_start(sb.Stage.TRAIN, 1)
     return brain
+
+
+def make_brains_alike(all_hparams):
+    """One brain per variant, all starting from the first one's weights.
+
+    Arguments
+    ---------
+    all_hparams : dict
+        ``{variant: loaded hparams}`` (``precision`` resolved).
+
+    Returns
+    -------
+    dict
+        ``{variant: AudioLLMBrain}``, in the same order.
+
+    Example
+    -------
+    >>> make_brains_alike({})
+    {}
+    """
+    brains = {
+        name: make_brain(hparams, hparams["precision"])
+        for name, hparams in all_hparams.items()
+    }
+    if brains:
+        source = next(iter(brains.values())).modules.state_dict()
+        for brain in brains.values():
+            brain.modules.load_state_dict(source)
+    return brains
 
 
 def time_steps(brain, batches):
@@ -137,28 +167,115 @@ def training_batches(hparams, n):
     return batches
 
 
-def main(argv=None):
-    """Runs the benchmark (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def benchmark_parser(description):
+    """Command-line options shared by the LiSTEN step benchmarks.
+
+    Arguments
+    ---------
+    description : str
+        The benchmark's one-line description.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With ``--hparams``, ``--steps``, ``--repeats`` and ``--profile``.
+
+    Example
+    -------
+    >>> benchmark_parser("x").parse_args([]).steps
+    20
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--hparams", default=str(ROOT / "recipes/LiSTEN/hparams/dps.yaml")
     )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", default="small")
+    return parser
+
+
+def load_variant(hparams_file, profile, name, overrides=()):
+    """Recipe hparams of one benchmark variant.
+
+    Arguments
+    ---------
+    hparams_file : str
+        A LiSTEN-style recipe hparams file.
+    profile : str
+        Toy world profile.
+    name : str
+        Benchmark name (output folder ``/tmp/audiollm_lobes_<name>``).
+    overrides : sequence of str
+        Extra ``--key=value`` overrides.
+
+    Returns
+    -------
+    dict
+        Loaded hparams (``precision`` resolved).
+
+    Example
+    -------
+    >>> load_variant  # doctest: +ELLIPSIS
+    <function load_variant at ...>
+    """
+    argv = [
+        hparams_file,
+        f"--toy_profile={profile}",
+        f"--experiment={name}",
+        f"--output_folder=/tmp/audiollm_lobes_{name}",
+        *overrides,
+    ]
+    hparams, _ = load_recipe_hparams(argv, hparams_file)
+    return hparams
+
+
+def first_batch_losses(brains, batch, enable_grad=False):
+    """Each brain's eval-mode loss on one batch (no parameter update).
+
+    Arguments
+    ---------
+    brains : dict
+        ``{name: AudioLLMBrain}``.
+    batch : PaddedBatch
+        The batch.
+    enable_grad : bool
+        Keep gradients enabled (the path a training forward takes).
+
+    Returns
+    -------
+    dict
+        ``{name: loss}``.
+
+    Example
+    -------
+    >>> first_batch_losses({}, None)
+    {}
+    """
+    losses = {}
+    for name, brain in brains.items():  # no dropout, k = k_eval
+        brain.modules.eval()
+        with torch.set_grad_enabled(enable_grad):
+            out = brain.compute_forward(batch, sb.Stage.VALID)
+            loss = brain.compute_objectives(out, batch, sb.Stage.VALID)
+            losses[name] = float(loss)
+        brain.modules.train()
+    return losses
+
+
+def main(argv=None):
+    """Runs the benchmark (see the module docstring)."""
+    parser = benchmark_parser(__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    hparams, _ = load_recipe_hparams(
-        [
-            args.hparams,
-            f"--toy_profile={args.profile}",
-            "--experiment=bench_precision",
-            "--output_folder=/tmp/audiollm_lobes_bench_precision",
-        ],
+    hparams = load_variant(  # one factor at a time: the decoder stays eager
         args.hparams,
+        args.profile,
+        "bench_precision",
+        ["--llm_compile_training=False"],
     )
     batches = training_batches(hparams, args.steps)
     brains = {p: make_brain(hparams, p) for p in ("fp32", "bf16")}

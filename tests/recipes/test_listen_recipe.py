@@ -115,22 +115,25 @@ def test_bad_manifest_gives_one_clear_report(tiny_backbones, tmp_path):
 @pytest.mark.parametrize(
     "name, override, expected",
     [
-        ("dps", None, "eager"),
-        ("lora", None, "eager"),
-        ("dps", "sdpa", "sdpa"),
+        ("dps", None, ("eager", True)),
+        ("lora", None, ("eager", True)),
+        ("dps", ("sdpa", False), ("sdpa", False)),
     ],
 )
-def test_llm_attention_implementation_reaches_the_model(
+def test_llm_attention_and_compile_options_reach_the_model(
     name, override, expected, tiny_backbones, tmp_path
 ):
-    """The toy yamls train the LLM with HF's eager attention (faster on a
-    CPU, benchmarks/attention_step.py); the key is a one-line swap."""
+    """The toy yamls train the LLM with HF's eager attention and a compiled
+    decoder (both faster on a CPU: benchmarks/attention_step.py,
+    benchmarks/compile_step.py); each is a one-line swap."""
     from audiollm_lobes.recipe_utils import load_recipe_hparams
 
     path = str(RECIPE / "hparams" / f"{name}.yaml")
     argv = [path, "--toy_profile=tiny", f"--output_folder={tmp_path}"]
     if override:
-        argv.append(f"--llm_attn_implementation={override}")
+        argv.append(f"--llm_attn_implementation={override[0]}")
+        argv.append(f"--llm_compile_training={override[1]}")
     hparams, _ = load_recipe_hparams(argv, path)
-    model = hparams["llm"].model
-    assert model.config._attn_implementation == expected
+    llm = hparams["llm"]
+    assert llm.model.config._attn_implementation == expected[0]
+    assert llm.compile_training is expected[1]

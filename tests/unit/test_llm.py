@@ -452,3 +452,59 @@ def test_eager_attention_matches_sdpa_on_a_padded_batch(lm_folder, lm):
     torch.testing.assert_close(
         grads[0][1], grads[1][1], rtol=1e-4, atol=1e-4 * scale
     )
+
+
+def _loss_and_input_grad(model, tokens, mask, labels):
+    embeds = model.embed(tokens).detach().requires_grad_(True)
+    loss = model.loss(embeds, mask, labels)
+    loss.backward()
+    return loss.detach(), embeds.grad
+
+
+def test_compiled_training_forward_matches_eager(lm_folder, lm):
+    """``compile_training`` compiles the decoder for gradient-enabled,
+    cache-free forwards only: same loss and input gradients as the eager
+    decoder on a padded batch, no compiled copy in the state dict, and
+    no-grad forwards and decoding never touch the compiled decoder."""
+    compiled = CausalLM(lm_folder, compile_training=True)
+    assert compiled.state_dict().keys() == lm.state_dict().keys()
+    tokens, mask, labels = _labels(
+        lm, PROMPTS[:3], [" le chat", " the dog sleeps", " 猫"]
+    )
+    assert not mask.all()
+    with torch.no_grad():
+        compiled.loss(compiled.embed(tokens), mask, labels)
+    compiled.generate(*_batch(compiled, PROMPTS[:2]), max_new_tokens=3)
+    assert compiled._compiled == {}  # inference stayed eager
+    ref_loss, ref_grad = _loss_and_input_grad(lm, tokens, mask, labels)
+    loss, grad = _loss_and_input_grad(compiled, tokens, mask, labels)
+    assert compiled.compile_training and compiled._compiled.get("ran")
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    scale = float(ref_grad.abs().max())
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4 * scale)
+    # another length reuses the dynamic-shape graph and stays exact
+    tokens, mask, labels = _labels(lm, PROMPTS[3:5], [" un", " deux trois"])
+    ref_loss, _ = _loss_and_input_grad(lm, tokens, mask, labels)
+    loss, _ = _loss_and_input_grad(compiled, tokens, mask, labels)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+
+
+def test_failed_compilation_falls_back_to_eager(
+    lm_folder, lm, monkeypatch, caplog
+):
+    def broken_compile(module, **kwargs):
+        def run(**inputs):
+            raise RuntimeError("no C++ compiler found\nmore detail")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = CausalLM(lm_folder, compile_training=True)
+    tokens, mask, labels = _labels(lm, PROMPTS[:2], [" a", " b c"])
+    with caplog.at_level("WARNING", logger="audiollm_lobes.llm"):
+        loss, _ = _loss_and_input_grad(model, tokens, mask, labels)
+    assert "no C++ compiler found" in caplog.text
+    assert "more detail" not in caplog.text  # first line only
+    ref_loss, _ = _loss_and_input_grad(lm, tokens, mask, labels)
+    torch.testing.assert_close(loss, ref_loss)
+    assert not model.compile_training and model._compiled == {}
