@@ -279,6 +279,11 @@ class CausalLM(torch.nn.Module):
         trust_remote_code=False,
     ):
         super().__init__()
+        if not isinstance(compile_training, bool):
+            raise TypeError(
+                "CausalLM compile_training (yaml: llm_compile_training) must "
+                f"be True or False; got {compile_training!r}"
+            )
         source = str(source)
         if local_files_only is None:
             local_files_only = os.path.isdir(source)
@@ -309,7 +314,7 @@ class CausalLM(torch.nn.Module):
             self.model.requires_grad_(False)
             self.model.eval()
         self._embedding_norm = None
-        self.compile_training = bool(compile_training)
+        self.compile_training = compile_training
         # the compiled decoder lives in a plain dict: registered as a
         # submodule it would duplicate every weight in the state dict
         self._compiled = {}

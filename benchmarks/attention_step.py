@@ -24,7 +24,6 @@ Authors
  * audiollm-lobes developers, 2026
 """
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from precision_step import (
     first_batch_losses,
     load_variant,
     make_brains_alike,
-    time_steps,
+    time_alternately,
     training_batches,
 )
 
@@ -73,15 +72,8 @@ def main(argv=None):
     batches = training_batches(first, args.steps)
     brains = make_brains_alike(all_hparams)  # same starting weights
     first_loss = first_batch_losses(brains, batches[0])
-    cache = {}  # one feature cache: the encoder is frozen
-    for brain in brains.values():
-        brain._feature_cache = cache
-        time_steps(brain, batches)  # warm-up: caching, allocator, oneDNN
-    times = {name: [] for name in brains}
-    for _ in range(args.repeats):
-        for name, brain in brains.items():
-            times[name].append(time_steps(brain, batches)[0])
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    stats = time_alternately(brains, batches, args.repeats)
+    medians = {name: stats[name]["median"] for name in brains}
     print(
         f"{Path(args.hparams).name} on toy world {args.profile!r}, "
         f"{args.steps} steps x {args.repeats} repeats, "

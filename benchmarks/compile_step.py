@@ -26,20 +26,17 @@ Authors
 """
 
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import speechbrain as sb
 import torch
 from precision_step import (
     benchmark_parser,
     first_batch_losses,
     load_variant,
     make_brains_alike,
-    time_steps,
+    time_alternately,
     training_batches,
 )
 
@@ -75,24 +72,11 @@ def main(argv=None):
     brains = make_brains_alike(all_hparams)  # same starting weights
     # gradients on: the compiled path (fp32, outside the training autocast)
     first_loss = first_batch_losses(brains, batches[0], enable_grad=True)
-    cache = {}  # one feature cache: the encoder is frozen
-    for brain in brains.values():
-        brain._feature_cache = cache
-    with torch.no_grad():  # fill it before timing anything
-        for batch in batches:
-            brains["eager"].compute_forward(batch, sb.Stage.VALID)
-    warm_up = {}
-    for name, brain in brains.items():
-        start = time.perf_counter()
-        time_steps(brain, batches)  # allocator, oneDNN; compiles
-        warm_up[name] = time.perf_counter() - start
+    stats = time_alternately(brains, batches, args.repeats)  # compiles
     if not brains["compiled"].modules.llm.compile_training:
         raise RuntimeError("compiling failed (see the warning above)")
-    times = {name: [] for name in brains}
-    for _ in range(args.repeats):
-        for name, brain in brains.items():
-            times[name].append(time_steps(brain, batches)[0])
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    medians = {name: stats[name]["median"] for name in brains}
+    warm_up = {name: stats[name]["warm_up"] for name in brains}
     compile_cost = (
         warm_up["compiled"] - medians["compiled"] * len(batches)
     ) - (warm_up["eager"] - medians["eager"] * len(batches))

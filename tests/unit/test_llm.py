@@ -508,3 +508,8 @@ def test_failed_compilation_falls_back_to_eager(
     ref_loss, _ = _loss_and_input_grad(lm, tokens, mask, labels)
     torch.testing.assert_close(loss, ref_loss)
     assert not model.compile_training and model._compiled == {}
+
+
+def test_compile_training_must_be_a_bool(lm_folder):
+    with pytest.raises(TypeError, match="llm_compile_training.*'yes'"):
+        CausalLM(lm_folder, compile_training="yes")
