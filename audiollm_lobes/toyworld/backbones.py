@@ -30,6 +30,12 @@ from pathlib import Path
 #: changes its weights; caches built before are rebuilt.
 BACKBONES_VERSION = 2
 
+#: CPU threads of the LM and of the encoder pretraining. Fixed: the
+#: weights depend on the thread count (floating-point reduction order),
+#: so a build gives the same weights on every machine only with a fixed
+#: count (tests/unit/test_toyworld_fingerprint.py).
+BUILD_THREADS = 2
+
 logger = logging.getLogger(__name__)
 
 
@@ -101,7 +107,12 @@ def _stamp_matches(stamp_path, profile, seed):
 
 
 def build_backbones(
-    world_root, profile="small", seed=0, force=False, progress=True
+    world_root,
+    profile="small",
+    seed=0,
+    force=False,
+    progress=True,
+    parallel=None,
 ):
     """Makes (or reuses from cache) the toy backbones of a toy world.
 
@@ -117,6 +128,10 @@ def build_backbones(
         Rebuild even when the stamp matches.
     progress : bool
         Show progress bars.
+    parallel : bool, optional
+        Pretrain the LM and the encoders at once, in two processes (same
+        weights as one after the other: each keeps ``BUILD_THREADS``
+        threads). Default: when at least two CPUs are available.
 
     Returns
     -------
@@ -148,26 +163,63 @@ def build_backbones(
     )
     timings["tokenizer_s"] = time.time() - start
 
-    start = time.time()
-    lm_stats = toy_lm.pretrain_lm(
-        world_root,
-        out / "lm",
-        lm_cfg,
-        tokenizer_dir=out / "tokenizer",
-        seed=seed,
-        progress=progress,
-    )
-    timings["lm_s"] = time.time() - start
-
-    start = time.time()
-    enc_stats = toy_encoders.pretrain_toy_encoders(
-        world_root,
-        out,
+    if parallel is None:
+        parallel = _build_in_parallel()
+    encoder_args = (
+        str(world_root),
+        str(out),
         toy_encoders.PROFILES[profile],
-        seed=seed,
-        progress=progress,
+        seed,
     )
-    timings["encoders_s"] = time.time() - start
+    lm_kwargs = {
+        "tokenizer_dir": str(out / "tokenizer"),
+        "seed": seed,
+        "progress": progress,
+        "num_threads": BUILD_THREADS,
+    }
+    start = time.time()
+    if parallel:
+        # The LM and the encoders train at once, one process each with
+        # the threads of a sequential build (so the same weights).
+        workers = [
+            _BuildWorker(
+                "toy LM pretraining",
+                "audiollm_lobes.toyworld.toy_lm",
+                "pretrain_lm",
+                str(world_root),
+                str(out / "lm"),
+                lm_cfg,
+                **lm_kwargs,
+            ),
+            _BuildWorker(
+                "toy encoder pretraining",
+                "audiollm_lobes.toyworld.toy_encoders",
+                "pretrain_toy_encoders",
+                *encoder_args,
+                progress=False,
+                num_threads=BUILD_THREADS,
+            ),
+        ]
+        try:
+            lm_stats = workers[0].result()
+            timings["lm_s"] = time.time() - start
+            enc_stats = workers[1].result()
+        finally:
+            for worker in workers:
+                worker.stop()
+        timings["encoders_s"] = enc_stats["seconds"]
+    else:
+        lm_stats = toy_lm.pretrain_lm(
+            world_root, out / "lm", lm_cfg, **lm_kwargs
+        )
+        timings["lm_s"] = time.time() - start
+        enc_start = time.time()
+        enc_stats = toy_encoders.pretrain_toy_encoders(
+            *encoder_args, progress=progress, num_threads=BUILD_THREADS
+        )
+        timings["encoders_s"] = time.time() - enc_start
+    timings["lm_and_encoders_s"] = time.time() - start
+    timings["parallel"] = parallel
 
     stamp = {
         "version": BACKBONES_VERSION,
@@ -182,6 +234,90 @@ def build_backbones(
     tmp.write_text(json.dumps(stamp, indent=2))
     os.replace(tmp, stamp_path)
     return out
+
+
+def _build_in_parallel():
+    """Whether the LM and the encoders pretrain at once (two processes).
+
+    They do when this process may use at least two CPUs; each keeps
+    ``BUILD_THREADS`` threads, so the weights are those of a sequential
+    build.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return cpus >= 2
+
+
+def _worker_main(conn, module, function, args, kwargs):
+    """Child process of ``_BuildWorker``: runs one function, sends back
+    ``("ok", result)`` or ``("error", traceback)``."""
+    try:
+        import importlib
+
+        fn = getattr(importlib.import_module(module), function)
+        conn.send(("ok", _jsonable(fn(*args, **kwargs))))
+    except BaseException:  # report every failure to the parent
+        import traceback
+
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class _BuildWorker:
+    """Runs ``module.function(*args, **kwargs)`` in a spawned process.
+
+    The child's OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``):
+    two pretraining processes sharing few cores would otherwise spin on
+    each other's cores. ``result()`` waits and re-raises a failure of the
+    child with its traceback; ``stop()`` ends the process whatever
+    happened, so a failed or interrupted build leaves nothing running.
+    """
+
+    def __init__(self, name, module, function, *args, **kwargs):
+        import multiprocessing
+
+        self.name = name
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child_conn = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(
+            target=_worker_main,
+            args=(child_conn, module, function, args, kwargs),
+            name=name,
+            daemon=True,
+        )
+        saved = os.environ.get("OMP_WAIT_POLICY")
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        try:
+            self._proc.start()
+        finally:
+            if saved is None:
+                del os.environ["OMP_WAIT_POLICY"]
+            else:
+                os.environ["OMP_WAIT_POLICY"] = saved
+        child_conn.close()
+
+    def result(self):
+        try:
+            status, payload = self._conn.recv()
+        except EOFError:
+            self._proc.join()
+            raise RuntimeError(
+                f"{self.name}: the process died without a result "
+                f"(exit code {self._proc.exitcode})"
+            ) from None
+        self._proc.join()
+        if status != "ok":
+            raise RuntimeError(f"{self.name} failed in its process:\n{payload}")
+        return payload
+
+    def stop(self):
+        if self._proc.is_alive():
+            self._proc.terminate()
+        self._proc.join()
+        self._conn.close()
 
 
 def _jsonable(obj):

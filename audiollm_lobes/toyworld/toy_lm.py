@@ -520,6 +520,7 @@ def pretrain_lm(
     seed=0,
     progress=True,
     tokenizer_dir=None,
+    num_threads=2,
 ):
     """Pretrains the toy Llama on the text tasks of a toy world.
 
@@ -527,9 +528,9 @@ def pretrain_lm(
     ``BOS + prompt + " " + answer + EOS`` with the prompt from
     ``templates.split_prompt(instruction)[0]`` and the cross-entropy on the
     answer and EOS only. AdamW with linear warmup and cosine decay (to 10 %)
-    on random batches. Uses 2 CPU threads. The folder is written to a
-    temporary sibling and renamed into place, so ``out_dir`` is either the
-    old model or the complete new one.
+    on random batches. Uses ``num_threads`` CPU threads. The folder is
+    written to a temporary sibling and renamed into place, so ``out_dir``
+    is either the old model or the complete new one.
 
     Arguments
     ---------
@@ -555,6 +556,9 @@ def pretrain_lm(
     tokenizer_dir : str or Path, optional
         A tokenizer folder from ``train_tokenizer``; default: train one on
         ``train.jsonl`` with ``profile_cfg["vocab_size"]``.
+    num_threads : int
+        CPU threads while training (restored afterwards); the weights do
+        not depend on it.
 
     Returns
     -------
@@ -593,7 +597,7 @@ def pretrain_lm(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent)
     )
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(num_threads))
     try:
         if tokenizer_dir is None:
             tokenizer_dir = train_tokenizer(
