@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audiollm_lobes.atomic import replacing, write_json
+
 #: Task groups used to summarise overlaps.
 SPEECH_CONTENT_TASKS = (
     "asr",
@@ -234,11 +236,9 @@ def plot_usage_heatmap(counts_by_task, path, sort_by=None):
     fig.colorbar(image, ax=ax, label="selection frequency")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with replacing(path) as tmp:  # savefig picks the format by suffix
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -273,8 +273,6 @@ def write_usage_report(pool, out_dir, name="prompt_usage"):
     >>> stats["per_task"]["asr"]["selections"]
     4
     """
-    import json
-
     tags = []
     for tag, _ in pool.records:
         if tag not in tags:
@@ -286,7 +284,44 @@ def write_usage_report(pool, out_dir, name="prompt_usage"):
     out_dir.mkdir(parents=True, exist_ok=True)
     if counts:
         plot_usage_heatmap(counts, out_dir / f"{name}.png")
-    tmp = out_dir / f"{name}.json.tmp"
-    tmp.write_text(json.dumps(stats, indent=2))
-    tmp.replace(out_dir / f"{name}.json")
+    write_json(out_dir / f"{name}.json", stats)
     return stats
+
+
+def usage_lines(usage):
+    """Markdown of prompt-usage statistics: a table per task, the overlaps.
+
+    Arguments
+    ---------
+    usage : dict
+        From :func:`write_usage_report` (``per_task``, ``group_overlap``).
+
+    Returns
+    -------
+    list of str
+        Markdown lines.
+
+    Example
+    -------
+    >>> usage = usage_statistics({"asr": [3, 1, 0], "emotion": [0, 1, 3]})
+    >>> print("\\n".join(usage_lines(usage)[:3]))
+    | task | selections | distinct prompts | entropy (bits) |
+    |---|---:|---:|---:|
+    | asr | 4 | 2 | 0.81 |
+    """
+    lines = [
+        "| task | selections | distinct prompts | entropy (bits) |",
+        "|---|---:|---:|---:|",
+    ]
+    for task, st in usage["per_task"].items():
+        lines.append(
+            f"| {task} | {st['selections']} | {st['distinct']} | "
+            f"{st['entropy_bits']:.2f} |"
+        )
+    groups = usage.get("group_overlap") or {}
+    lines += [""] + [
+        f"- mean overlap {name.replace('_', ' ')}: "
+        + ("–" if value is None else f"{value:.3f}")
+        for name, value in groups.items()
+    ]
+    return lines

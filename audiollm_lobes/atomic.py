@@ -23,15 +23,44 @@ import torch
 
 
 @contextlib.contextmanager
-def _temporary_sibling(path):
-    """Yields a fresh temporary path next to ``path``; removes it on error."""
+def replacing(path):
+    """Yields a temporary path next to ``path``; on success it becomes
+    ``path`` (``os.replace``), on an error it is deleted.
+
+    For writers that take a file name (``savefig``, ``save_pretrained`` of
+    a single file, ...). The temporary name keeps the suffix of ``path``,
+    for writers that choose a format by it.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Destination file (parent folders are made).
+
+    Yields
+    ------
+    pathlib.Path
+        Where to write.
+
+    Example
+    -------
+    >>> path = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> with replacing(path) as tmp:
+    ...     _ = tmp.write_text("done")
+    ...     path.exists(), tmp.suffix
+    (False, '.txt')
+    >>> path.read_text()
+    'done'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a unique name, created with the usual permissions (umask), unlike
     # mkstemp's 0600
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(
+        f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex}.tmp{path.suffix}"
+    )
     try:
         yield tmp
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -64,9 +93,8 @@ def write_text(path, text, encoding="utf-8"):
     ['b.txt']
     """
     path = Path(path)
-    with _temporary_sibling(path) as tmp:
+    with replacing(path) as tmp:
         tmp.write_text(text, encoding=encoding)
-        os.replace(tmp, path)
     return path
 
 
@@ -118,9 +146,8 @@ def save_torch(obj, path):
     [1.0, 1.0]
     """
     path = Path(path)
-    with _temporary_sibling(path) as tmp:
+    with replacing(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
     return path
 
 

@@ -8,9 +8,26 @@ A recipe's hparams provide the lobes; the Brain wires them:
     ─► CE on answer tokens + each lobe's auxiliary losses
 
 In VALID/TEST it also decodes with the LLM's batched KV-cached generation
-and scores every task with ``metrics.TaskMetrics``. Recipes subclass it
-and override ``audio_tokens``, ``select_prompts`` or ``build_sequence``
-(PAL's LAL, Wav2Prompt's CIF) rather than rewriting the loop.
+and scores every task with ``metrics.TaskMetrics``.
+
+The hooks, in the order ``compute_forward`` calls them (override one, not
+the loop): ``encode_audio`` -> ``audio_tokens`` -> ``select_prompts`` ->
+``build_sequence`` -> ``llm_loss`` (and ``llm_generate`` when decoding).
+Which recipe overrides what:
+
+* LiSTEN uses the loop as it is (its lobes differ in YAML only) and adds
+  a ``k_eval`` sweep around ``evaluate``.
+* PAL overrides ``encode_audio`` (per-stream features), ``audio_tokens``
+  (routing) and ``llm_loss`` / ``llm_generate`` (the LAL injector).
+* Wav2Prompt replaces ``compute_forward`` and ``compute_objectives``
+  (SpeechBrain's own hooks) while reusing the pieces above: its training
+  step weighs three losses (CE, embedding MSE, CIF quantity) and its test
+  step decodes two systems per batch (the speech prompts and an
+  ASR-then-LLM cascade), which one CE-plus-decode loop cannot express.
+
+Frozen-encoder features can be cached per clip
+(:mod:`audiollm_lobes.feature_cache`); trainable parameters are what the
+``Checkpointer`` saves (:mod:`audiollm_lobes.trainable`).
 
 Expected hparams (``self.hparams``):
     ``llm`` (``CausalLM``), ``encoder`` (``(wav, lens) -> (feats, mask)``),
@@ -24,171 +41,20 @@ Authors
  * audiollm-lobes developers, 2026
 """
 
-import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.checkpoints import (
-    mark_as_loader,
-    mark_as_saver,
-    register_checkpoint_hooks,
-)
 
+from audiollm_lobes.feature_cache import FeatureCache, precompute_features
 from audiollm_lobes.injection import assemble_plits
-from audiollm_lobes.metrics import TaskMetrics, format_table, write_results
+from audiollm_lobes.masks import relative_lengths_to_mask
+from audiollm_lobes.metrics import TaskMetrics
+from audiollm_lobes.reporting import results_table, write_results
 
 logger = logging.getLogger(__name__)
-
-
-def lengths_to_mask(rel_lens, max_len):
-    """Boolean mask from SpeechBrain relative lengths.
-
-    Arguments
-    ---------
-    rel_lens : torch.Tensor
-        ``(batch,)`` relative lengths in ``[0, 1]``.
-    max_len : int
-        Padded length.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(batch, max_len)`` bool, True on valid positions.
-
-    Example
-    -------
-    >>> lengths_to_mask(torch.tensor([1.0, 0.5]), 4).long().tolist()
-    [[1, 1, 1, 1], [1, 1, 0, 0]]
-    """
-    abs_lens = torch.round(rel_lens * max_len).long()
-    positions = torch.arange(max_len, device=rel_lens.device)
-    return positions[None, :] < abs_lens[:, None]
-
-
-def count_parameters(module, trainable_only=True):
-    """Counts the (trainable) parameters of a module.
-
-    Arguments
-    ---------
-    module : torch.nn.Module
-        Any module.
-    trainable_only : bool
-        Count only parameters with ``requires_grad``.
-
-    Returns
-    -------
-    int
-        Number of scalar parameters.
-
-    Example
-    -------
-    >>> count_parameters(torch.nn.Linear(3, 2))
-    8
-    """
-    return sum(
-        p.numel()
-        for p in module.parameters()
-        if p.requires_grad or not trainable_only
-    )
-
-
-@register_checkpoint_hooks
-class TrainableState:
-    """Checkpoints only the trainable parameters of some modules.
-
-    Frozen backbones (LLM, encoders) are never copied into checkpoints;
-    LoRA weights living inside the LLM are (they require grad).
-
-    Arguments
-    ---------
-    modules : dict or torch.nn.Module
-        Modules whose trainable parameters to save.
-
-    Example
-    -------
-    >>> lin = torch.nn.Linear(2, 2)
-    >>> frozen = torch.nn.Linear(2, 2).requires_grad_(False)
-    >>> state = TrainableState({"a": lin, "b": frozen})
-    >>> sorted(state.state_dict())
-    ['a.bias', 'a.weight']
-    """
-
-    def __init__(self, modules):
-        if isinstance(modules, torch.nn.Module):
-            modules = {"module": modules}
-        self.modules = modules
-
-    def _extra_state_modules(self):
-        """``(key, submodule)`` for every submodule with extra state."""
-        base = torch.nn.Module.get_extra_state
-        for mod_name, module in self.modules.items():
-            if module is None:
-                continue
-            for sub_name, sub in module.named_modules():
-                if type(sub).get_extra_state is not base:
-                    prefix = f"{mod_name}.{sub_name}" if sub_name else mod_name
-                    yield f"{prefix}._extra_state", sub
-
-    def state_dict(self):
-        """Returns the trainable parameters, keyed ``<module>.<name>``,
-        and the extra state (``get_extra_state``, e.g. a
-        :class:`~audiollm_lobes.prompt_pool.PromptPool`'s random generator)
-        of submodules that define one, keyed ``<module>.<sub>._extra_state``.
-        """
-        out = {}
-        for mod_name, module in self.modules.items():
-            if module is None:
-                continue
-            for name, param in module.named_parameters():
-                if param.requires_grad:
-                    out[f"{mod_name}.{name}"] = param.detach().cpu()
-        for key, sub in self._extra_state_modules():
-            out[key] = sub.get_extra_state()
-        return out
-
-    @mark_as_saver
-    def save(self, path):
-        """Saves the trainable parameters to ``path``."""
-        torch.save(self.state_dict(), path)
-
-    @mark_as_loader
-    def load(self, path, end_of_epoch=False):
-        """Loads trainable parameters (and extra state) saved by ``save``.
-
-        A checkpoint without a submodule's extra state (written before it
-        was saved) loads with a warning; the submodule keeps its current
-        state.
-        """
-        del end_of_epoch
-        saved = torch.load(path, map_location="cpu")
-        extra = dict(self._extra_state_modules())
-        expected = set(self.state_dict()) - set(extra)
-        missing = sorted(expected - set(saved))
-        if missing:
-            raise RuntimeError(
-                f"checkpoint {path} lacks trainable parameters {missing[:5]}"
-            )
-        with torch.no_grad():
-            for mod_name, module in self.modules.items():
-                if module is None:
-                    continue
-                for name, param in module.named_parameters():
-                    key = f"{mod_name}.{name}"
-                    if key in saved:
-                        param.copy_(saved[key].to(param.device))
-        for key, sub in extra.items():
-            if key in saved:
-                sub.set_extra_state(saved[key])
-            else:
-                logger.warning(
-                    "checkpoint %s has no %s; that state starts afresh",
-                    path,
-                    key,
-                )
 
 
 class AudioLLMBrain(sb.Brain):
@@ -197,6 +63,8 @@ class AudioLLMBrain(sb.Brain):
     # ------------------------------------------------------------ set-up
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        #: ``{name: FeatureCache}`` (see :meth:`cached_features`).
+        self.feature_caches = {}
         encoder = getattr(self.modules, "encoder", None)
         if self._hp("cache_encoder_features", False) and encoder is not None:
             # Cached features are computed once, under no_grad: whatever the
@@ -229,73 +97,40 @@ class AudioLLMBrain(sb.Brain):
         With ``cache_encoder_features: True`` in the hparams, the features
         of each clip are kept in memory (CPU) after their first pass, keyed
         by the audio path(s), and reused on later epochs and by the other
-        tasks that share the clip. Only valid for frozen, deterministic
-        encoders (the default).
+        tasks that share the clip (:class:`~audiollm_lobes.feature_cache.
+        FeatureCache`). Only valid for frozen, deterministic encoders (the
+        default).
         """
         if not self._hp("cache_encoder_features", False):
             wavs, wav_lens = batch.sig
             return self.modules.encoder(wavs, wav_lens)
         fused = self.cached_features(
-            batch, lambda w, lens: {"fused": self.modules.encoder(w, lens)}
+            batch,
+            "fused",
+            lambda w, lens: {"fused": self.modules.encoder(w, lens)},
         )
         return fused["fused"]
 
-    def cached_features(self, batch, run, cache_name="_feature_cache"):
-        """Frozen-encoder outputs of a batch, computed once per clip.
-
-        Clips not seen before are encoded together (cropped to the longest
-        of them) under ``no_grad``; every output is kept on the CPU,
-        unpadded, keyed by the batch's ``audio_key``, and the batch is
-        re-padded from the cache.
+    def cached_features(self, batch, name, run):
+        """Outputs of ``run`` for a batch, from the feature cache ``name``.
 
         Arguments
         ---------
         batch : PaddedBatch
-            With ``audio_key``, and ``sig`` unless every clip is cached
-            (see :meth:`precompute_features`).
+            With ``audio_key`` (and ``sig`` unless every clip is cached).
+        name : str
+            The cache (one per kind of output, e.g. fused or per-stream).
         run : callable
-            ``(wavs (batch, samples), rel_lens (batch,)) -> {name: (feats
-            (batch, frames, dim), mask (batch, frames))}``.
-        cache_name : str
-            Attribute holding the cache (one per kind of output).
+            ``(wavs, rel_lens) -> {output: (feats, mask)}``.
 
         Returns
         -------
         dict
-            ``{name: (feats, mask)}`` on ``self.device``, right-padded.
+            ``{output: (feats, mask)}`` on ``self.device``, right-padded.
         """
-        cache = self.__dict__.setdefault(cache_name, {})
-        keys = list(batch.audio_key)
-        missing = [i for i, k in enumerate(keys) if k not in cache]
-        if missing:
-            if not hasattr(batch, "sig"):
-                raise RuntimeError(
-                    f"{len(missing)} clip(s) of batch {list(batch.id)[:3]} "
-                    f"are not in the feature cache ({keys[missing[0]]!r}) "
-                    "and the batch carries no audio ('sig'): the dataset's "
-                    "features were not all precomputed"
-                )
-            wavs, wav_lens = batch.sig
-            index = torch.tensor(missing, device=wavs.device)
-            sub_lens = wav_lens[index]
-            # crop to the longest clip of the sub-batch
-            longest = sub_lens.max()
-            n_samples = int(torch.ceil(longest * wavs.shape[1]))
-            with torch.no_grad():
-                outputs = run(wavs[index, :n_samples], sub_lens / longest)
-            for row, i in enumerate(missing):
-                cache[keys[i]] = {
-                    name: feats[row, : int(mask[row].sum())].detach().cpu()
-                    for name, (feats, mask) in outputs.items()
-                }
-        out = {}
-        for name in cache[keys[0]]:
-            items = [cache[k][name] for k in keys]
-            lengths = torch.tensor([len(x) for x in items])
-            feats = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
-            mask = torch.arange(feats.shape[1])[None] < lengths[:, None]
-            out[name] = (feats.to(self.device), mask.to(self.device))
-        return out
+        if name not in self.feature_caches:
+            self.feature_caches[name] = FeatureCache(run)
+        return self.feature_caches[name].features(batch, self.device)
 
     def make_dataloader(
         self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
@@ -305,71 +140,30 @@ class AudioLLMBrain(sb.Brain):
         With ``precompute_encoder_features: True`` (and
         ``cache_encoder_features: True``) in the hparams, the frozen
         encoder's features of every distinct clip of ``dataset`` are
-        computed first (:meth:`precompute_features`) and the dataset then
-        stops reading audio: each training step costs only the trainable
-        part, not a pass over 32 wav files.
+        computed first (:func:`~audiollm_lobes.feature_cache.
+        precompute_features`, through :meth:`encode_audio`, so subclasses
+        with their own caches fill those) and the dataset then stops
+        reading audio: each training step costs only the trainable part.
         """
         if (
             self._hp("precompute_encoder_features", False)
             and self._hp("cache_encoder_features", False)
             and hasattr(dataset, "pipeline")
         ):
-            self.precompute_features(dataset, stage)
+            context = (
+                self.training_ctx
+                if stage == sb.Stage.TRAIN
+                else self.evaluation_ctx
+            )
+            self.modules.eval()
+            precompute_features(
+                dataset,
+                lambda batch: self.encode_audio(batch.to(self.device)),
+                context,
+            )
         return super().make_dataloader(
             dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
         )
-
-    def precompute_features(self, dataset, stage, batch_size=32):
-        """Fills the feature cache for every distinct clip of ``dataset``.
-
-        Clips are encoded once each (examples sharing a clip, e.g. the ASR
-        and translation entries of one utterance, share its features),
-        shortest first so that batches hold little padding, under the
-        stage's precision (SpeechBrain's ``training_ctx`` or
-        ``evaluation_ctx``), through :meth:`encode_audio`, so subclasses
-        with their own caches (e.g. per-stream features) fill those. The
-        dataset's ``sig`` output is then dropped, so later loaders read no
-        audio.
-
-        Arguments
-        ---------
-        dataset : speechbrain.dataio.dataset.DynamicItemDataset
-            With ``id``, ``audio_key``, ``duration`` and ``sig``.
-        stage : sb.Stage
-            Chooses the precision context.
-        batch_size : int
-            Clips per encoder pass.
-        """
-        outputs = list(dataset.pipeline.output_mapping)
-        if "sig" not in outputs:
-            return  # already precomputed
-        with dataset.output_keys_as(["id", "audio_key"]):
-            rows = [dataset[i] for i in range(len(dataset))]
-        first = {}
-        for row in rows:
-            first.setdefault(row["audio_key"], row["id"])
-        keep = set(first.values())
-        todo = dataset.filtered_sorted(
-            key_test={"id": lambda eid: eid in keep}, sort_key="duration"
-        )
-        loader = sb.dataio.dataloader.make_dataloader(
-            todo, batch_size=batch_size
-        )
-        context = (
-            self.training_ctx
-            if stage == sb.Stage.TRAIN
-            else self.evaluation_ctx
-        )
-        self.modules.eval()
-        with torch.no_grad(), context:
-            for batch in loader:
-                self.encode_audio(batch.to(self.device))
-        logger.info(
-            "precomputed encoder features of %d clips (%d examples)",
-            len(keep),
-            len(rows),
-        )
-        dataset.set_output_keys([k for k in outputs if k != "sig"])
 
     def audio_tokens(self, feats, mask, batch, stage):
         """Maps encoder features to LLM-width audio tokens with a mask."""
@@ -379,7 +173,7 @@ class AudioLLMBrain(sb.Brain):
     def text_segment(self, batch, key):
         """Ids and mask of a padded token field of the batch."""
         ids, rel = getattr(batch, key)
-        return ids, lengths_to_mask(rel, ids.shape[1])
+        return ids, relative_lengths_to_mask(rel, ids.shape[1])
 
     def select_prompts(self, audio, audio_mask, batch, stage):
         """Soft prompts before BOS: ``(prompts, mask, aux_losses)``."""
@@ -429,7 +223,7 @@ class AudioLLMBrain(sb.Brain):
 
         Arguments
         ---------
-        seq : PackedSequence
+        seq : PLITSSequence
             From ``build_sequence(..., with_answer=True)``.
         batch : PaddedBatch
             The batch (for overrides).
@@ -453,7 +247,7 @@ class AudioLLMBrain(sb.Brain):
 
         Arguments
         ---------
-        seq : PackedSequence
+        seq : PLITSSequence
             From ``build_sequence(..., with_answer=False)``.
         batch : PaddedBatch
             The batch (for overrides).
@@ -579,7 +373,9 @@ class AudioLLMBrain(sb.Brain):
         self.task_metrics.write_predictions(out_dir / f"{name}_hyps.jsonl")
         logger.info(
             "test results:\n%s",
-            format_table(self.test_summary, self._hp("baselines", None)),
+            results_table(
+                [("value", self.test_summary)], self._hp("baselines", None)
+            ),
         )
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
@@ -587,28 +383,3 @@ class AudioLLMBrain(sb.Brain):
         scheduler = self._hp("lr_scheduler", None)
         if scheduler is not None and should_step:
             scheduler(self.optimizer)
-
-
-def write_json_atomic(obj, path):
-    """Writes JSON to ``path`` through a temporary file (never half-written).
-
-    Arguments
-    ---------
-    obj : object
-        JSON-serialisable object.
-    path : str or Path
-        Destination.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> p = Path(tempfile.mkdtemp()) / "x.json"
-    >>> write_json_atomic({"a": 1}, p)
-    >>> json.loads(p.read_text())
-    {'a': 1}
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
-    os.replace(tmp, path)

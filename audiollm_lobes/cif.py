@@ -41,6 +41,13 @@ How many vectors come out
   beyond ``N * beta`` is added to it rather than starting an ``N+1``-th
   output.
 
+The prompter
+------------
+:class:`CIFPrompter` is Wav2Prompt's speech front end around a CIF:
+frozen-encoder frames -> LayerNorm -> linear -> optional Transformer
+layers -> CIF -> optional Transformer layers over the fired vectors ->
+linear to the LLM width, so that it fires one LLM-width vector per token.
+
 Losses
 ------
 * :func:`quantity_loss`: ``mean_b |sum_t alpha_bt - beta * N_b|`` on the
@@ -481,6 +488,185 @@ class CIF(nn.Module):
             f"beta={self.beta}, tail_threshold={self.tail_threshold}, "
             f"weight_predictor={self.weight_predictor!r}"
         )
+
+
+def _transformer(width, layers, heads, ffn_dim, dropout):
+    """A pre-LN ``nn.TransformerEncoder`` or None when ``layers == 0``."""
+    if layers == 0:
+        return None
+    layer = nn.TransformerEncoderLayer(
+        width,
+        heads,
+        ffn_dim,
+        dropout=dropout,
+        batch_first=True,
+        norm_first=True,
+    )
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class CIFPrompter(nn.Module):
+    """Speech prompter: frames -> one LLM-width vector per text token.
+
+    ``LayerNorm(input_dim)`` (the frozen encoder's features are not
+    normalised) -> ``Linear(input_dim, hidden_dim)`` -> ``pre_layers``
+    Transformer layers over the frames -> CIF (weights from a conv or
+    linear predictor, threshold ``beta``) -> ``post_layers`` Transformer
+    layers over the fired vectors -> ``Linear(hidden_dim, llm_dim)``.
+    With ``pre_layers = post_layers = 0`` it is a plain CIF with an output
+    projection. All layers attend only to valid positions.
+
+    Arguments
+    ---------
+    input_dim : int
+        Width of the encoder frames.
+    llm_dim : int
+        Width of the LLM's token embeddings.
+    hidden_dim : int
+        Width of the layers around the CIF.
+    pre_layers : int
+        Transformer layers before the CIF (over frames).
+    post_layers : int
+        Transformer layers after the CIF (over fired vectors).
+    num_heads : int
+        Attention heads of those layers.
+    ffn_dim : int, optional
+        Their feed-forward width (default ``4 * hidden_dim``).
+    dropout : float
+        Their dropout.
+    beta : float
+        CIF firing threshold.
+    weight_predictor : str
+        ``"conv"`` or ``"linear"`` (see :class:`~audiollm_lobes.cif.CIF`).
+    conv_kernel : int
+        Kernel of the conv weight predictor.
+    tail_threshold : float
+        Fraction of ``beta`` above which the remainder fires at inference.
+
+    Example
+    -------
+    >>> prompter = CIFPrompter(input_dim=8, llm_dim=6, hidden_dim=16,
+    ...                        pre_layers=1, post_layers=1, num_heads=2)
+    >>> x = torch.randn(2, 12, 8)
+    >>> mask = torch.arange(12)[None] < torch.tensor([[12], [7]])
+    >>> out = prompter(x, mask, target_lengths=torch.tensor([4, 2]))
+    >>> out.embeddings.shape, out.mask.sum(1).tolist()
+    (torch.Size([2, 4, 6]), [4, 2])
+    >>> out.alpha_sum.shape
+    torch.Size([2])
+    """
+
+    def __init__(
+        self,
+        input_dim,
+        llm_dim,
+        hidden_dim=256,
+        pre_layers=0,
+        post_layers=0,
+        num_heads=4,
+        ffn_dim=None,
+        dropout=0.1,
+        beta=1.0,
+        weight_predictor="conv",
+        conv_kernel=3,
+        tail_threshold=0.5,
+    ):
+        super().__init__()
+        for name, value in (
+            ("input_dim", input_dim),
+            ("llm_dim", llm_dim),
+            ("hidden_dim", hidden_dim),
+            ("num_heads", num_heads),
+        ):
+            if int(value) != value or value < 1:
+                raise ValueError(
+                    f"CIFPrompter: {name}={value!r}; expected an int >= 1"
+                )
+        for name, value in (
+            ("pre_layers", pre_layers),
+            ("post_layers", post_layers),
+        ):
+            if int(value) != value or value < 0:
+                raise ValueError(
+                    f"CIFPrompter: {name}={value!r}; expected an int >= 0"
+                )
+        if (pre_layers or post_layers) and hidden_dim % num_heads:
+            raise ValueError(
+                f"CIFPrompter: num_heads={num_heads} must divide "
+                f"hidden_dim={hidden_dim}"
+            )
+        ffn_dim = ffn_dim or 4 * hidden_dim
+        self.input_dim = input_dim
+        self.llm_dim = llm_dim
+        self.input_norm = nn.LayerNorm(input_dim)
+        self.input_proj = nn.Linear(input_dim, hidden_dim)
+        self.pre = _transformer(
+            hidden_dim, pre_layers, num_heads, ffn_dim, dropout
+        )
+        self.cif = CIF(
+            hidden_dim,
+            hidden_dim,
+            beta=beta,
+            weight_predictor=weight_predictor,
+            conv_kernel=conv_kernel,
+            tail_threshold=tail_threshold,
+            output_proj=False,
+        )
+        self.post = _transformer(
+            hidden_dim, post_layers, num_heads, ffn_dim, dropout
+        )
+        self.out_proj = nn.Linear(hidden_dim, llm_dim)
+
+    @property
+    def beta(self):
+        """The CIF firing threshold."""
+        return self.cif.beta
+
+    def forward(self, x, mask, target_lengths=None):
+        """Fires label-level prompt vectors from encoder frames.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Frames, ``(batch, time, input_dim)``.
+        mask : torch.Tensor
+            Boolean ``(batch, time)``, True on valid frames.
+        target_lengths : torch.Tensor, optional
+            ``(batch,)`` token counts; when given (training) the CIF is
+            scaled to fire exactly that many vectors.
+
+        Returns
+        -------
+        CIFOutput
+            ``embeddings`` ``(batch, n, llm_dim)`` (zero where ``mask`` is
+            False), ``mask`` ``(batch, n)``, unscaled ``alpha_sum``
+            ``(batch,)`` and ``alphas`` ``(batch, time)``.
+
+        Example
+        -------
+        >>> prompter = CIFPrompter(4, 5, hidden_dim=8)
+        >>> out = prompter(torch.randn(1, 6, 4), torch.ones(1, 6).bool())
+        >>> out.embeddings.shape[-1]
+        5
+        """
+        if x.dim() != 3 or x.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"CIFPrompter: x: expected (batch, time, {self.input_dim}), "
+                f"got shape {tuple(x.shape)}"
+            )
+        mask = mask.bool()
+        h = self.input_proj(self.input_norm(x))
+        if self.pre is not None:
+            h = self.pre(h, src_key_padding_mask=~mask)
+        out = self.cif(h, target_lengths=target_lengths, mask=mask)
+        fired, fired_mask = out.embeddings, out.mask
+        if self.post is not None and fired.shape[1] > 0:
+            # a row with nothing fired attends to a dummy slot, then is zeroed
+            safe = fired_mask.clone()
+            safe[:, 0] = True
+            fired = self.post(fired, src_key_padding_mask=~safe)
+        emb = self.out_proj(fired) * fired_mask.unsqueeze(-1).to(fired.dtype)
+        return CIFOutput(emb, fired_mask, out.alpha_sum, out.alphas)
 
 
 def quantity_loss(alpha_sum, target_lengths, beta=1.0):

@@ -15,23 +15,11 @@ Authors
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-from audiollm_lobes.metrics import LOWER_IS_BETTER
-
-
-def _fmt(value, digits=2):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}f}"
-
-
-def _arrow(metric):
-    return "↓" if metric in LOWER_IS_BETTER else "↑"
+from audiollm_lobes.atomic import write_text
+from audiollm_lobes.reporting import results_table
 
 
 def load_summary(run):
@@ -71,9 +59,9 @@ def load_summary(run):
 def compare_table(summaries, labels, digits=2):
     """One markdown table of several runs' per-task test metrics.
 
-    Rows are (task, metric) in the order first seen; a ``baseline`` column
-    shows the majority-class baseline where a run recorded one, and a last
-    row gives each run's trainable-parameter count.
+    A column per run (:func:`audiollm_lobes.reporting.results_table`),
+    the majority baselines the runs recorded, and each run's
+    trainable-parameter count in a last row.
 
     Arguments
     ---------
@@ -96,77 +84,23 @@ def compare_table(summaries, labels, digits=2):
     >>> b = {"test": {"asr": {"wer": 12.5, "n": 5}},
     ...      "trainable_parameters": 300}
     >>> print(compare_table([a, b], ["dps", "lora"]))
-    | task | metric | dps | lora | baseline |
-    |---|---|---:|---:|---:|
-    | asr | wer ↓ | 10.00 | 12.50 | – |
-    | trainable parameters | | 1,000 | 300 | |
+    | task | metric | dps | lora | n | majority |
+    |---|---|---:|---:|---:|---:|
+    | asr | wer ↓ | 10.00 | 12.50 | 5 | – |
+    | trainable parameters | | 1,000 | 300 | | |
     """
     if len(summaries) != len(labels):
         raise ValueError(f"{len(summaries)} summaries but {len(labels)} labels")
-    rows = []
-    for summary in summaries:
-        for task, values in summary["test"].items():
-            for metric in values:
-                if metric != "n" and (task, metric) not in rows:
-                    rows.append((task, metric))
     baselines = {}
     for summary in summaries:
         for task, value in (summary.get("baselines") or {}).items():
             baselines.setdefault(task, value)
-    lines = [
-        "| task | metric | " + " | ".join(labels) + " | baseline |",
-        "|---|---|" + "---:|" * (len(labels) + 1),
-    ]
-    for task, metric in rows:
-        cells = [
-            _fmt(s["test"].get(task, {}).get(metric), digits) for s in summaries
-        ]
-        base = baselines.get(task)
-        if isinstance(base, dict):
-            base = base.get(metric)
-        lines.append(
-            f"| {task} | {metric} {_arrow(metric)} | "
-            + " | ".join(cells)
-            + f" | {_fmt(base, digits)} |"
-        )
-    params = [_fmt(s.get("trainable_parameters")) for s in summaries]
-    lines.append("| trainable parameters | | " + " | ".join(params) + " | |")
-    return "\n".join(lines)
-
-
-def sweep_table(k_sweep, digits=2):
-    """A ``k_eval`` sweep as one table: one column per k.
-
-    Arguments
-    ---------
-    k_sweep : dict
-        ``{k: {task: {metric: value, "n": count}}}`` (keys may be str, as
-        read back from JSON).
-    digits : int
-        Decimals shown.
-
-    Returns
-    -------
-    str
-        The markdown table, columns in increasing k.
-
-    Example
-    -------
-    >>> sweep = {"1": {"asr": {"wer": 30.0, "n": 4}},
-    ...          "4": {"asr": {"wer": 20.0, "n": 4}}}
-    >>> print(sweep_table(sweep))
-    | task | metric | k=1 | k=4 |
-    |---|---|---:|---:|
-    | asr | wer ↓ | 30.00 | 20.00 |
-    """
-    ks = sorted(k_sweep, key=int)
-    summaries = [{"test": k_sweep[k]} for k in ks]
-    table = compare_table(summaries, [f"k={k}" for k in ks], digits)
-    # no baseline column and no parameter row in a sweep
-    lines = []
-    for line in table.split("\n")[:-1]:
-        lines.append(line.rsplit("|", 2)[0] + "|")
-    return "\n".join(lines)
+    return results_table(
+        [(label, s["test"]) for label, s in zip(labels, summaries)],
+        baselines,
+        parameters=[s.get("trainable_parameters") for s in summaries],
+        digits=digits,
+    )
 
 
 def main(argv=None):
@@ -199,9 +133,7 @@ def main(argv=None):
     table = compare_table(summaries, labels)
     print(table)
     if args.out:
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(table + "\n", encoding="utf-8")
-        tmp.replace(args.out)
+        write_text(args.out, table + "\n")
     return 0
 
 

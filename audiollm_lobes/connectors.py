@@ -8,6 +8,8 @@
   no valid frame are dropped, so a 2 s clip gives 6 tokens, not 88.
 * :class:`FrameStackProjector` -- the simple baseline projector (SLAM-LLM
   style): stack ``stack`` consecutive frames and apply Linear-GELU-Linear.
+* :class:`PreNormConnector` -- a LayerNorm on the frames in front of any
+  connector (frozen-encoder features are not normalised).
 
 Both take features ``(batch, frames, input_dim)`` with a boolean mask
 ``(batch, frames)`` (True = valid frame) and return tokens
@@ -730,3 +732,34 @@ class FrameStackProjector(nn.Module):
         if self.output_scale is not None:
             tokens = scale_to_norm(tokens, self.output_scale)
         return pack_valid(tokens, valid)
+
+
+class PreNormConnector(nn.Module):
+    """A LayerNorm on the frames in front of any ``(x, mask)`` connector.
+
+    Arguments
+    ---------
+    connector : torch.nn.Module
+        Maps ``(frames, mask)`` to ``(tokens, token_mask)``.
+    input_dim : int
+        Width of the frames.
+
+    Example
+    -------
+    >>> from audiollm_lobes.connectors import WindowQFormer
+    >>> qf = WindowQFormer(8, 6, hidden_dim=8, num_layers=1, num_heads=2,
+    ...                    ffn_dim=16, window_frames=4)
+    >>> conn = PreNormConnector(qf, 8)
+    >>> tokens, mask = conn(torch.randn(2, 10, 8), torch.ones(2, 10).bool())
+    >>> tokens.shape
+    torch.Size([2, 3, 6])
+    """
+
+    def __init__(self, connector, input_dim):
+        super().__init__()
+        self.norm = nn.LayerNorm(input_dim)
+        self.connector = connector
+
+    def forward(self, x, mask):
+        """Normalises ``x`` ``(batch, time, dim)`` and runs the connector."""
+        return self.connector(self.norm(x), mask)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiollm_lobes.masks import lengths_to_mask
+
 
 def _check_wav(wav, wav_lens, owner):
     """Validates a waveform batch and returns ``(wav, lengths in samples)``.
@@ -70,12 +72,6 @@ def _check_wav(wav, wav_lens, owner):
         )
     lengths = torch.round(wav_lens.float() * samples).long().clamp(1, samples)
     return wav, lengths.to(wav.device)
-
-
-def _lengths_to_mask(lengths, max_len):
-    """Boolean mask ``(batch, max_len)``, True where ``index < length``."""
-    steps = torch.arange(max_len, device=lengths.device)
-    return steps.unsqueeze(0) < lengths.unsqueeze(1)
 
 
 class WhisperEncoder(nn.Module):
@@ -122,7 +118,7 @@ class WhisperEncoder(nn.Module):
     Example
     -------
     >>> import tempfile
-    >>> from audiollm_lobes.toyworld.toy_encoders import make_toy_whisper
+    >>> from audiollm_lobes.toyworld.toy_whisper import make_toy_whisper
     >>> folder = make_toy_whisper(tempfile.mkdtemp(), d_model=32, layers=1)
     >>> encoder = WhisperEncoder(folder)
     >>> feats, mask = encoder(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
@@ -282,14 +278,14 @@ class WhisperEncoder(nn.Module):
         Example
         -------
         >>> import tempfile
-        >>> from audiollm_lobes.toyworld.toy_encoders import make_toy_whisper
+        >>> from audiollm_lobes.toyworld.toy_whisper import make_toy_whisper
         >>> enc = WhisperEncoder(make_toy_whisper(tempfile.mkdtemp(),
         ...                                       d_model=32, layers=1))
         >>> enc.log_mel(torch.randn(1, 800), torch.tensor([800]), 7).shape
         torch.Size([1, 80, 7])
         """
         wav = wav.float()
-        valid = _lengths_to_mask(lengths, wav.shape[1])
+        valid = lengths_to_mask(lengths, wav.shape[1])
         wav = wav * valid
         # Enough zeros that every returned frame, and every frame that
         # touches the audio, is computed on zeros rather than reflections.
@@ -352,7 +348,7 @@ class WhisperEncoder(nn.Module):
         else:
             frames = self.max_frames
             mel = self.log_mel(wav, lengths, self.n_samples // self.hop_length)
-        mask = _lengths_to_mask(out_lens, frames)
+        mask = lengths_to_mask(out_lens, frames)
         enc = self.encoder
         mel = mel.to(enc.conv1.weight.dtype)
         hidden = F.gelu(enc.conv1(mel))
@@ -412,7 +408,7 @@ class BEATsEncoder(nn.Module):
     Example
     -------
     >>> import tempfile, os
-    >>> from audiollm_lobes.toyworld.toy_encoders import make_toy_beats
+    >>> from audiollm_lobes.toyworld.toy_beats import make_toy_beats
     >>> path = make_toy_beats(os.path.join(tempfile.mkdtemp(), "b.pt"),
     ...                       embed_dim=32, encoder_embed_dim=32, layers=1)
     >>> encoder = BEATsEncoder(path)

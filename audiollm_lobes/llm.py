@@ -8,7 +8,12 @@ KV-cached generation from embeddings.
 
 Sequences follow the project convention: contiguous and right-padded, with
 a boolean (or 0/1) attention mask ``(batch, len)``; position ids come from
-the cumulative sum of the mask.
+the cumulative sum of the mask (``masks.positions_from_mask``).
+
+The next-token loss (``next_token_loss``) and the token-by-token decoding
+loop (``decode_loop``) are functions, shared with the other decoder that
+runs on a ``CausalLM``: LAL's ``injection.lal.AttentionOnlyInjector``,
+which also uses the wrapper's output layer (``head``) and special ids.
 
 Authors
  * audiollm-lobes developers, 2026
@@ -22,6 +27,9 @@ import torch
 import torch.nn.functional as F
 import transformers
 
+from audiollm_lobes.masks import positions_from_mask
+
+#: Label of positions without a target (the default of ``F.cross_entropy``).
 IGNORE_INDEX = -100
 logger = logging.getLogger(__name__)
 
@@ -82,34 +90,6 @@ def resolve_dtype(dtype):
             f"{sorted(_DTYPES)}, 'auto' or a torch.dtype"
         )
     return _DTYPES[dtype]
-
-
-def positions_from_mask(attention_mask, length=None):
-    """Position ids from the cumulative sum of an attention mask.
-
-    Arguments
-    ---------
-    attention_mask : torch.Tensor
-        ``(batch, total_len)`` bool or 0/1 mask.
-    length : int, optional
-        Return only the last ``length`` columns (the new tokens when the
-        mask also covers cached ones).
-
-    Returns
-    -------
-    torch.LongTensor
-        ``cumsum(mask) - 1`` clamped at 0, ``(batch, length)``.
-
-    Example
-    -------
-    >>> positions_from_mask(torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]]))
-    tensor([[0, 1, 2, 2],
-            [0, 0, 1, 2]])
-    """
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    if length is not None:
-        positions = positions[:, attention_mask.shape[1] - length :]
-    return positions
 
 
 def left_align(inputs_embeds, attention_mask):
@@ -221,6 +201,145 @@ def truncate_after_eos(tokens, eos_ids, pad_id):
     return tokens.masked_fill(after, pad_id)
 
 
+def next_token_targets(labels, ignore_index=IGNORE_INDEX):
+    """Where to compute logits for a next-token loss, and their targets.
+
+    Arguments
+    ---------
+    labels : torch.LongTensor
+        ``(batch, len)``, HF style: the label at ``t`` is the token at
+        ``t``, predicted from position ``t - 1``; ``ignore_index`` marks
+        positions without a target.
+    ignore_index : int
+        Label of positions without a target.
+
+    Returns
+    -------
+    logits_at : torch.BoolTensor
+        ``(batch, len)``: the positions whose next token is labelled.
+    targets : torch.LongTensor
+        ``(n,)`` those next tokens, in the row-major order of
+        ``logits_at``.
+
+    Example
+    -------
+    >>> at, targets = next_token_targets(
+    ...     torch.tensor([[-100, -100, 7, 8], [-100, 5, -100, -100]])
+    ... )
+    >>> at.int().tolist(), targets.tolist()
+    ([[0, 1, 1, 0], [1, 0, 0, 0]], [7, 8, 5])
+    """
+    targets = labels[:, 1:]
+    valid = targets != ignore_index
+    logits_at = torch.zeros_like(labels, dtype=torch.bool)
+    logits_at[:, :-1] = valid
+    return logits_at, targets[valid]
+
+
+def next_token_loss(logits_fn, labels, inputs, reduction="mean"):
+    """Next-token cross-entropy, with logits only where labels exist.
+
+    Arguments
+    ---------
+    logits_fn : callable
+        ``logits_fn(logits_at)`` returns the ``(n, vocab)`` logits at the
+        ``True`` positions of the ``(batch, len)`` boolean ``logits_at``
+        (row-major order).
+    labels : torch.LongTensor
+        ``(batch, len)``, see ``next_token_targets``.
+    inputs : torch.Tensor
+        The input embeddings; without any labelled token the loss is
+        ``0 * inputs.sum()``, so that it still has a graph.
+    reduction : str
+        ``"mean"`` over labelled tokens, ``"sum"``, or ``"none"`` (per
+        labelled token, in row-major order).
+
+    Returns
+    -------
+    torch.Tensor
+        The loss (float32, cross-entropy computed in float32).
+
+    Example
+    -------
+    >>> logits = torch.tensor([[[0.0, 9.0], [9.0, 0.0], [0.0, 0.0]]])
+    >>> labels = torch.tensor([[-100, 1, 0]])
+    >>> loss = next_token_loss(lambda at: logits[at], labels, logits)
+    >>> round(loss.item(), 4)
+    0.0001
+    >>> next_token_loss(None, torch.full((1, 3), -100), logits).item()
+    0.0
+    """
+    logits_at, targets = next_token_targets(labels)
+    if targets.numel() == 0:
+        return (inputs.sum() * 0.0).float()
+    logits = logits_fn(logits_at)
+    return F.cross_entropy(logits.float(), targets, reduction=reduction)
+
+
+def decode_loop(
+    next_logits, max_new_tokens, eos_ids, pad_id, pick=None, min_new_tokens=0
+):
+    """Token-by-token decoding with the EOS/pad bookkeeping.
+
+    A sample that has emitted an EOS gets ``pad_id`` from then on; the
+    loop stops when every sample has ended or after ``max_new_tokens``.
+    ``next_logits`` is only called for tokens that are chosen, so a
+    decoder that runs its model inside it never runs an unused step.
+
+    Arguments
+    ---------
+    next_logits : callable
+        ``next_logits(token)`` returns the ``(batch, vocab)`` logits of the
+        next token: ``token`` is None at the first step, then the
+        ``(batch,)`` tokens just chosen (to be fed to the model).
+    max_new_tokens : int
+        Maximum number of tokens (>= 1).
+    eos_ids : list of int
+        Tokens that end a sample (may be empty).
+    pad_id : int
+        Written after a sample's EOS.
+    pick : callable, optional
+        ``pick(logits) -> (batch,)`` token ids (default: greedy argmax).
+    min_new_tokens : int
+        EOS logits are set to ``-inf`` (in place) for the first
+        ``min_new_tokens`` steps.
+
+    Returns
+    -------
+    torch.LongTensor
+        ``(batch, n_new)``; ``n_new < max_new_tokens`` when every sample
+        ended early.
+
+    Example
+    -------
+    >>> script = iter([[0, 2], [2, 1], [1, 1]])  # argmax of each step
+    >>> def next_logits(token):
+    ...     return torch.nn.functional.one_hot(torch.tensor(next(script)), 3)
+    >>> decode_loop(next_logits, 5, eos_ids=[2], pad_id=0)
+    tensor([[0, 2],
+            [2, 0]])
+    """
+    tokens = []
+    token = finished = eos = None
+    for step in range(max_new_tokens):
+        logits = next_logits(token)
+        if finished is None:
+            eos = torch.as_tensor(eos_ids, dtype=torch.long)
+            eos = eos.to(logits.device)
+            finished = torch.zeros(
+                logits.shape[0], dtype=torch.bool, device=logits.device
+            )
+        if step < min_new_tokens:
+            logits[:, eos] = -float("inf")
+        token = logits.argmax(-1) if pick is None else pick(logits)
+        token = token.masked_fill(finished, pad_id)
+        tokens.append(token)
+        finished = finished | torch.isin(token, eos)
+        if bool(finished.all()):
+            break
+    return torch.stack(tokens, 1)
+
+
 class CausalLM(torch.nn.Module):
     """A frozen HF causal LM + tokenizer that runs on input embeddings.
 
@@ -287,15 +406,13 @@ class CausalLM(torch.nn.Module):
         source = str(source)
         if local_files_only is None:
             local_files_only = os.path.isdir(source)
-        self.source = source
-        self.frozen = freeze
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
                 source,
                 local_files_only=local_files_only,
                 trust_remote_code=trust_remote_code,
             )
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(
+            model = transformers.AutoModelForCausalLM.from_pretrained(
                 source,
                 dtype=resolve_dtype(dtype),
                 attn_implementation=attn_implementation,
@@ -309,7 +426,14 @@ class CausalLM(torch.nn.Module):
                 f"files): {err}"
             ) from err
         if device is not None:
-            self.model.to(device)
+            model.to(device)
+        self._wrap(source, model, tokenizer, freeze, compile_training)
+
+    def _wrap(self, source, model, tokenizer, freeze, compile_training):
+        self.source = source
+        self.frozen = freeze
+        self.tokenizer = tokenizer
+        self.model = model
         if freeze:
             self.model.requires_grad_(False)
             self.model.eval()
@@ -318,6 +442,50 @@ class CausalLM(torch.nn.Module):
         # the compiled decoder lives in a plain dict: registered as a
         # submodule it would duplicate every weight in the state dict
         self._compiled = {}
+
+    @classmethod
+    def from_model(cls, model, tokenizer=None, freeze=True):
+        """Wraps an HF causal LM already in memory (nothing is loaded).
+
+        Without a tokenizer, the special ids come from the model's
+        generation config and config (EOS: generation config, else
+        config; pad: config, else the first EOS, else 0; BOS: config),
+        and ``encode``/``decode``/``embedding_norm`` are unavailable.
+
+        Arguments
+        ---------
+        model : transformers.PreTrainedModel
+            A causal LM (its dtype and device are kept).
+        tokenizer : transformers.PreTrainedTokenizerBase, optional
+            Its tokenizer.
+        freeze : bool
+            As in the constructor (applied to ``model`` in place).
+
+        Returns
+        -------
+        CausalLM
+            The wrapper (``compile_training`` off).
+
+        Example
+        -------
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ... )
+        >>> lm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> lm.eos_ids, lm.pad_id, lm.vocab_size, lm.model.training
+        ([2], 2, 20, False)
+        """
+        if not isinstance(model, transformers.PreTrainedModel):
+            raise TypeError(
+                "CausalLM.from_model needs a transformers PreTrainedModel; "
+                f"got {type(model).__name__}"
+            )
+        lm = cls.__new__(cls)
+        torch.nn.Module.__init__(lm)
+        source = getattr(model, "name_or_path", "") or type(model).__name__
+        lm._wrap(source, model, tokenizer, freeze, False)
+        return lm
 
     # ------------------------------------------------------------ modes
     def train(self, mode=True):
@@ -335,8 +503,14 @@ class CausalLM(torch.nn.Module):
 
         Example
         -------
-        >>> CausalLM.train.__name__
-        'train'
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ... )
+        >>> lm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> lm.train().training, lm.model.training
+        (True, False)
         """
         super().train(mode)
         if self.frozen:
@@ -372,13 +546,16 @@ class CausalLM(torch.nn.Module):
     @property
     def bos_id(self):
         """BOS token id, or None when the tokenizer has none (e.g. Qwen2)."""
+        if self.tokenizer is None:
+            return self.config.bos_token_id
         return self.tokenizer.bos_token_id
 
     @property
     def eos_id(self):
         """EOS token id (tokenizer's, else the generation config's)."""
-        if self.tokenizer.eos_token_id is not None:
-            return self.tokenizer.eos_token_id
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        if eos is not None:
+            return eos
         ids = self.eos_ids
         if not ids:
             raise ValueError(
@@ -391,10 +568,13 @@ class CausalLM(torch.nn.Module):
     def eos_ids(self):
         """All ids that end generation (tokenizer + generation config)."""
         ids = []
-        if self.tokenizer.eos_token_id is not None:
-            ids.append(self.tokenizer.eos_token_id)
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        if eos is not None:
+            ids.append(eos)
         gen = getattr(self.model, "generation_config", None)
         extra = getattr(gen, "eos_token_id", None) if gen else None
+        if extra is None and self.tokenizer is None:
+            extra = self.config.eos_token_id
         if isinstance(extra, int):
             extra = [extra]
         for i in extra or []:
@@ -405,9 +585,22 @@ class CausalLM(torch.nn.Module):
     @property
     def pad_id(self):
         """Pad token id (falls back to EOS)."""
+        if self.tokenizer is None:
+            pad = self.config.pad_token_id
+            if pad is None:
+                eos = self.eos_ids
+                pad = eos[0] if eos else 0
+            return int(pad)
         if self.tokenizer.pad_token_id is not None:
             return self.tokenizer.pad_token_id
         return self.eos_id
+
+    def _require_tokenizer(self, what):
+        if self.tokenizer is None:
+            raise ValueError(
+                f"CausalLM.{what} needs a tokenizer; this wrapper of "
+                f"{self.source} was made by from_model without one"
+            )
 
     # ------------------------------------------------------- tokenizing
     def encode(self, texts, add_bos=False, add_eos=False):
@@ -429,9 +622,16 @@ class CausalLM(torch.nn.Module):
 
         Example
         -------
-        >>> CausalLM.encode.__name__
-        'encode'
+        >>> import tempfile
+        >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+        >>> lm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+        >>> ids = lm.encode(["the cat", "le chat"], add_bos=True, add_eos=True)
+        >>> [(seq[0], seq[-1]) == (lm.bos_id, lm.eos_id) for seq in ids]
+        [True, True]
+        >>> lm.encode("the cat") == lm.encode(["the cat"])
+        True
         """
+        self._require_tokenizer("encode")
         if isinstance(texts, str):
             texts = [texts]
         ids = self.tokenizer(list(texts), add_special_tokens=False)
@@ -460,9 +660,14 @@ class CausalLM(torch.nn.Module):
 
         Example
         -------
-        >>> CausalLM.decode.__name__
-        'decode'
+        >>> import tempfile
+        >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+        >>> lm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+        >>> row = lm.encode(["the cat"], add_eos=True)[0] + lm.encode("dog")[0]
+        >>> lm.decode(torch.tensor([[lm.pad_id] + row]))
+        ['the cat']
         """
+        self._require_tokenizer("decode")
         if torch.is_tensor(ids):
             ids = ids.tolist()
         eos = set(self.eos_ids)
@@ -495,8 +700,16 @@ class CausalLM(torch.nn.Module):
 
         Example
         -------
-        >>> CausalLM.embed.__name__
-        'embed'
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ... )
+        >>> lm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> embeds = lm.embed(torch.tensor([[1, 5, 6]]))
+        >>> table = lm.model.get_input_embeddings().weight
+        >>> embeds.shape, torch.equal(embeds[0, 1], table[5])
+        (torch.Size([1, 3, 8]), True)
         """
         ids = torch.as_tensor(ids, device=self.device)
         return self.model.get_input_embeddings()(ids)
@@ -514,9 +727,17 @@ class CausalLM(torch.nn.Module):
 
         Example
         -------
-        >>> CausalLM.embedding_norm.__name__
-        'embedding_norm'
+        >>> import tempfile
+        >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+        >>> lm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+        >>> weight = lm.model.get_input_embeddings().weight
+        >>> special = lm.tokenizer.all_special_ids
+        >>> keep = [i for i in range(len(lm.tokenizer)) if i not in special]
+        >>> ref = weight[keep].norm(dim=-1).mean().item()
+        >>> abs(lm.embedding_norm() - ref) < 1e-6
+        True
         """
+        self._require_tokenizer("embedding_norm")
         if self._embedding_norm is None:
             weight = self.model.get_input_embeddings().weight.detach()
             rows = min(len(self.tokenizer), weight.shape[0])
@@ -528,7 +749,26 @@ class CausalLM(torch.nn.Module):
         return self._embedding_norm
 
     # ---------------------------------------------------------- forward
-    def _decoder(self):
+    def decoder(self):
+        """The HF decoder stack (the model without its output layer).
+
+        Returns
+        -------
+        torch.nn.Module
+            E.g. ``LlamaModel``: takes ``inputs_embeds``, returns
+            ``last_hidden_state``.
+
+        Example
+        -------
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ... )
+        >>> lm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> lm.decoder() is lm.model.model
+        True
+        """
         base = getattr(self.model, "model", None)
         if isinstance(base, torch.nn.Module):
             return base
@@ -543,7 +783,7 @@ class CausalLM(torch.nn.Module):
             ``torch.compile(decoder, dynamic=True)`` with
             ``compile_training``, else the decoder itself.
         """
-        decoder = self._decoder()
+        decoder = self.decoder()
         if not self.compile_training:
             return decoder
         if "decoder" not in self._compiled:
@@ -552,7 +792,7 @@ class CausalLM(torch.nn.Module):
 
     def _run_decoder(self, use_compiled, **kwargs):
         if not use_compiled:
-            return self._decoder()(**kwargs)
+            return self.decoder()(**kwargs)
         if self._compiled.get("ran"):
             return self._training_decoder()(**kwargs)
         try:  # the first call compiles
@@ -568,9 +808,37 @@ class CausalLM(torch.nn.Module):
             )
             self.compile_training = False
             self._compiled.clear()
-            return self._decoder()(**kwargs)
+            return self.decoder()(**kwargs)
 
-    def _head(self, hidden):
+    def head(self, hidden):
+        """Logits of hidden states: the output layer, then the model's
+        final logit soft-capping if its config has one (e.g. Gemma 2).
+
+        Arguments
+        ---------
+        hidden : torch.Tensor
+            ``(..., hidden)`` last hidden states.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(..., vocab)`` in the model dtype.
+
+        Example
+        -------
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ... )
+        >>> lm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> hidden = torch.randn(2, 8)
+        >>> torch.equal(lm.head(hidden), lm.model.lm_head(hidden))
+        True
+        >>> lm.config.final_logit_softcapping = 0.5
+        >>> bool(lm.head(100 * hidden).abs().max() <= 0.5)
+        True
+        """
         logits = self.model.get_output_embeddings()(hidden)
         cap = getattr(self.config, "final_logit_softcapping", None)
         if cap:
@@ -612,8 +880,22 @@ class CausalLM(torch.nn.Module):
 
         Example
         -------
-        >>> CausalLM.forward.__name__
-        'forward'
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ... )
+        >>> lm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> embeds = lm.embed(torch.tensor([[1, 5, 6], [1, 7, 0]]))
+        >>> mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
+        >>> out = lm(embeds, mask)
+        >>> out.logits.shape
+        torch.Size([2, 3, 20])
+        >>> alone = lm(embeds[1:, :2], mask[1:, :2])  # row 1 without padding
+        >>> torch.allclose(alone.logits[0], out.logits[1, :2], atol=1e-6)
+        True
+        >>> lm(embeds, mask, logits_at=mask).logits.shape
+        torch.Size([5, 20])
         """
         if inputs_embeds.dim() != 3:
             raise ValueError(
@@ -650,7 +932,7 @@ class CausalLM(torch.nn.Module):
         )
         hidden = out.last_hidden_state
         if logits_at is None:
-            logits = self._head(hidden)
+            logits = self.head(hidden)
         else:
             if logits_at.shape != (batch, length):
                 raise ValueError(
@@ -658,7 +940,7 @@ class CausalLM(torch.nn.Module):
                     f"shape {tuple(logits_at.shape)}"
                 )
             selected = hidden[logits_at.bool()]
-            logits = self._head(selected) if selected.shape[0] else None
+            logits = self.head(selected) if selected.shape[0] else None
         cache = out.past_key_values if use_cache else None
         return LMOutput(hidden, logits, cache)
 
@@ -695,30 +977,33 @@ class CausalLM(torch.nn.Module):
 
         Example
         -------
-        >>> CausalLM.loss.__name__
-        'loss'
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ... )
+        >>> lm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> ids = torch.tensor([[1, 5, 6, 7]])
+        >>> labels = torch.tensor([[-100, -100, 6, 7]])
+        >>> loss = lm.loss(lm.embed(ids), torch.ones(1, 4).bool(), labels)
+        >>> torch.allclose(loss, lm.model(input_ids=ids, labels=labels).loss)
+        True
         """
         if labels.shape != attention_mask.shape[:1] + inputs_embeds.shape[1:2]:
             raise ValueError(
                 "labels must be (batch, len) like inputs_embeds[..., 0]; got "
                 f"{tuple(labels.shape)} vs {tuple(inputs_embeds.shape[:2])}"
             )
-        targets = labels[:, 1:]
-        valid = targets != IGNORE_INDEX
-        logits_at = torch.zeros_like(labels, dtype=torch.bool)
-        logits_at[:, :-1] = valid
-        if not bool(valid.any()):
-            zero = inputs_embeds.sum() * 0.0
-            return zero.float()
-        out = self.forward(
-            inputs_embeds,
-            attention_mask,
-            position_ids=position_ids,
-            logits_at=logits_at,
-        )
-        return F.cross_entropy(
-            out.logits.float(), targets[valid], reduction=reduction
-        )
+
+        def logits_at(where):
+            return self.forward(
+                inputs_embeds,
+                attention_mask,
+                position_ids=position_ids,
+                logits_at=where,
+            ).logits
+
+        return next_token_loss(logits_at, labels, inputs_embeds, reduction)
 
     # --------------------------------------------------------- generate
     @torch.no_grad()
@@ -778,8 +1063,19 @@ class CausalLM(torch.nn.Module):
 
         Example
         -------
-        >>> CausalLM.generate.__name__
-        'generate'
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+        ...     num_hidden_layers=1, num_attention_heads=2,
+        ... )
+        >>> lm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> embeds = lm.embed(torch.tensor([[1, 5, 6], [1, 7, 0]]))
+        >>> mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
+        >>> cached = lm.generate(embeds, mask, max_new_tokens=4)
+        >>> cached.shape[0], cached.shape[1] <= 4
+        (2, True)
+        >>> torch.equal(cached, lm.generate(embeds, mask, 4, use_cache=False))
+        True
         """
         if attention_mask.shape != inputs_embeds.shape[:2]:
             raise ValueError(
@@ -837,28 +1133,27 @@ class CausalLM(torch.nn.Module):
         min_new_tokens,
     ):
         """Decoding loop without KV cache on left-padded prompts."""
-        batch = embeds.shape[0]
-        eos = torch.as_tensor(self.eos_ids, device=embeds.device)
-        finished = torch.zeros(batch, dtype=torch.bool, device=embeds.device)
-        tokens = []
-        for step in range(max_new_tokens):
+
+        def next_logits(token):
+            nonlocal embeds, mask
+            if token is not None:
+                embeds = torch.cat([embeds, self.embed(token[:, None])], 1)
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
             last = torch.zeros(mask.shape, dtype=torch.bool, device=mask.device)
             last[:, -1] = True
-            logits = self.forward(embeds, mask, logits_at=last).logits.float()
-            if step < min_new_tokens:
-                logits[:, eos] = -float("inf")
-            if do_sample:
-                token = sample_top_p(logits / temperature, top_p)
-            else:
-                token = logits.argmax(-1)
-            token = token.masked_fill(finished, self.pad_id)
-            tokens.append(token)
-            finished = finished | torch.isin(token, eos)
-            if bool(finished.all()):
-                break
-            embeds = torch.cat([embeds, self.embed(token[:, None])], 1)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-        return torch.stack(tokens, 1)
+            return self.forward(embeds, mask, logits_at=last).logits.float()
+
+        def sample(logits):
+            return sample_top_p(logits / temperature, top_p)
+
+        return decode_loop(
+            next_logits,
+            max_new_tokens,
+            self.eos_ids,
+            self.pad_id,
+            pick=sample if do_sample else None,
+            min_new_tokens=min_new_tokens,
+        )
 
 
 def sample_top_p(logits, top_p=1.0, generator=None):
@@ -911,8 +1206,14 @@ def token_embeddings(llm):
 
     Example
     -------
-    >>> token_embeddings.__name__
-    'token_embeddings'
+    >>> config = transformers.LlamaConfig(
+    ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+    ...     num_hidden_layers=1, num_attention_heads=2,
+    ... )
+    >>> model = transformers.LlamaForCausalLM(config)
+    >>> table = token_embeddings(CausalLM.from_model(model, freeze=False))
+    >>> table.shape, model.lm_head.weight.requires_grad, table.requires_grad
+    (torch.Size([20, 8]), True, False)
     """
     return llm.model.get_input_embeddings().weight.detach()
 
@@ -932,7 +1233,10 @@ def token_embedding_norm(llm):
 
     Example
     -------
-    >>> token_embedding_norm.__name__
-    'token_embedding_norm'
+    >>> import tempfile
+    >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+    >>> lm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+    >>> token_embedding_norm(lm) == lm.embedding_norm() > 0
+    True
     """
     return llm.embedding_norm()

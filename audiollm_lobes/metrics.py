@@ -27,15 +27,14 @@ Authors
 import collections
 import json
 import logging
-import math
-import os
 import re
-import tempfile
 import unicodedata
 
 import jiwer
 import sacrebleu
 import torch
+
+from audiollm_lobes.atomic import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -696,7 +695,7 @@ class TaskMetrics:
 
         Example
         -------
-        >>> import tempfile
+        >>> import os, tempfile
         >>> stats = TaskMetrics()
         >>> stats.append("asr", ["u1"], ["a"], ["a"])
         >>> path = os.path.join(tempfile.mkdtemp(), "pred.jsonl")
@@ -716,139 +715,4 @@ class TaskMetrics:
                 if rec["scores"][i] is not None:
                     row["score"] = rec["scores"][i]
                 lines.append(json.dumps(row, ensure_ascii=False))
-        _atomic_write(path, "".join(line + "\n" for line in lines))
-
-
-def _metric_header(metric):
-    """Column label of a metric, with its direction."""
-    arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
-    return f"{metric} {arrow}"
-
-
-def format_table(summary, baselines=None, digits=2):
-    """Formats a metrics summary as a markdown table.
-
-    One row per (task, metric); lower-is-better metrics are marked ``↓``.
-
-    Arguments
-    ---------
-    summary : dict
-        ``{task: {metric: value, "n": count}}`` (from
-        :meth:`TaskMetrics.summarize`).
-    baselines : dict, optional
-        ``{task: value}`` (shown on the task's first metric row, e.g. a
-        :func:`majority_baseline`) or ``{task: {metric: value}}``.
-    digits : int
-        Decimals shown.
-
-    Returns
-    -------
-    str
-        The markdown table (no trailing newline).
-
-    Example
-    -------
-    >>> print(format_table({"emotion": {"accuracy": 75.0, "n": 8}},
-    ...                    baselines={"emotion": 25.0}))
-    | task | metric | value | n | baseline |
-    |---|---|---:|---:|---:|
-    | emotion | accuracy ↑ | 75.00 | 8 | 25.00 |
-    """
-    baselines = baselines or {}
-    show_base = bool(baselines)
-    header = "| task | metric | value | n |"
-    rule = "|---|---|---:|---:|"
-    if show_base:
-        header += " baseline |"
-        rule += "---:|"
-    lines = [header, rule]
-
-    def fmt(value):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "–"
-        return f"{value:.{digits}f}"
-
-    for task, values in summary.items():
-        metrics = [m for m in values if m != "n"]
-        base = baselines.get(task)
-        for j, metric in enumerate(metrics):
-            row = (
-                f"| {task} | {_metric_header(metric)} | "
-                f"{fmt(values[metric])} | {values.get('n', '')} |"
-            )
-            if show_base:
-                if isinstance(base, dict):
-                    shown = base.get(metric)
-                else:
-                    shown = base if j == 0 else None
-                row += f" {fmt(shown)} |"
-            lines.append(row)
-    return "\n".join(lines)
-
-
-def _atomic_write(path, text):
-    """Writes text to ``path`` through a temporary file and os.replace."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _json_safe(value):
-    """Replaces NaN/inf floats by None, recursively."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_results(summary, path, baselines=None):
-    """Writes a summary as JSON and as a markdown table, atomically.
-
-    Arguments
-    ---------
-    summary : dict
-        ``{task: {metric: value, "n": count}}``.
-    path : str or os.PathLike
-        The JSON file; the table goes next to it with the suffix ``.md``.
-    baselines : dict, optional
-        Passed to :func:`format_table` and stored under ``"baselines"`` in
-        the JSON file.
-
-    Returns
-    -------
-    tuple of str
-        ``(json_path, markdown_path)``.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "results.json")
-    >>> j, m = write_results({"asr": {"wer": 12.5, "n": 4}}, path)
-    >>> json.load(open(j))["results"]["asr"]["wer"]
-    12.5
-    >>> os.path.basename(m)
-    'results.md'
-    """
-    path = os.fspath(path)
-    stem = path[:-5] if path.endswith(".json") else path
-    md_path = stem + ".md"
-    payload = {"results": _json_safe(summary)}
-    if baselines:
-        payload["baselines"] = _json_safe(baselines)
-    _atomic_write(
-        path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
-    )
-    _atomic_write(md_path, format_table(summary, baselines) + "\n")
-    return path, md_path
+        write_text(path, "".join(line + "\n" for line in lines))

@@ -26,7 +26,8 @@ Key loss (added to the LLM loss with a weight, LiSTEN's lambda = 1): with
 ``q`` and ``key_i`` L2-normalised first, ``key_loss="l2"`` is
 ``mean over batch and selected keys of ||q/|q| - key_i/|key_i| ||`` (equal
 to ``sqrt(2 - 2 cos)``, so it is scale-free and agrees with the cosine
-ranking; DESIGN's ``mean_i ||q - k_i||`` on normalised vectors) and
+ranking; the ``mean_i ||q - k_i||`` of ``docs/design.md`` ("Lobes") on
+normalised vectors) and
 ``key_loss="cosine"`` is ``mean(1 - cos(q, key_i))``. By default the query
 is detached inside the key loss (``detach_query=True``), so the key loss
 moves the keys towards the queries, not the audio tokens towards the keys.

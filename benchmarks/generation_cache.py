@@ -55,8 +55,12 @@ def build_model(folder, hidden, layers, heads, vocab, seed=0):
 
     Example
     -------
-    >>> build_model  # doctest: +ELLIPSIS
-    <function build_model at ...>
+    >>> import tempfile
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> from pathlib import Path
+    >>> folder = build_model(Path(tempfile.mkdtemp()), 16, 1, 2, 64)
+    >>> CausalLM(folder).hidden_size
+    16
     """
     tiny = make_tiny_lm_folder(folder / "tiny")
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny)
@@ -103,8 +107,15 @@ def timed_generate(lm, embeds, mask, new_tokens, use_cache):
 
     Example
     -------
-    >>> timed_generate  # doctest: +ELLIPSIS
-    <function timed_generate at ...>
+    >>> import tempfile
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> from pathlib import Path
+    >>> lm = CausalLM(build_model(Path(tempfile.mkdtemp()), 16, 1, 2, 64))
+    >>> embeds, mask = torch.randn(2, 3, 16), torch.ones(2, 3).bool()
+    >>> cached, _ = timed_generate(lm, embeds, mask, 4, use_cache=True)
+    >>> plain, _ = timed_generate(lm, embeds, mask, 4, use_cache=False)
+    >>> cached.shape, bool((cached == plain).all())
+    (torch.Size([2, 4]), True)
     """
     start = time.perf_counter()
     out = lm.generate(
@@ -132,8 +143,9 @@ def main(argv=None):
 
     Example
     -------
-    >>> main  # doctest: +ELLIPSIS
-    <function main at ...>
+    >>> ratio = main(["--hidden=16", "--layers=1"])  # doctest: +SKIP
+    >>> ratio > 1.0  # doctest: +SKIP
+    True
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hidden", type=int, default=512)

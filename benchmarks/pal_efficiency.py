@@ -319,7 +319,8 @@ def prepare(spec, model):
     import torch
     import transformers
 
-    from audiollm_lobes.lal import AttentionOnlyInjector
+    from audiollm_lobes.injection import AttentionOnlyInjector
+    from audiollm_lobes.llm import CausalLM
 
     torch.set_num_threads(spec["threads"])
     shape = spec["shape"]
@@ -335,9 +336,10 @@ def prepare(spec, model):
     with torch.no_grad():
         text = embed(ids)
     projector = torch.nn.Linear(da, d) if n_plits else None
-    injector = (
-        AttentionOnlyInjector(model, da, lal_layers="all") if n_lal else None
-    )
+    injector = None
+    if n_lal:
+        llm = CausalLM.from_model(model)
+        injector = AttentionOnlyInjector(llm, da, lal_layers="all")
     plits_audio, lal_audio = audio[:, :n_plits], audio[:, n_plits:]
     lal_mask = torch.ones(batch, n_lal, dtype=torch.bool)
     labels = ids.clone()

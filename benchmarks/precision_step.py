@@ -35,11 +35,9 @@ import speechbrain as sb
 import torch
 
 from audiollm_lobes.brain import AudioLLMBrain
-from audiollm_lobes.recipe_utils import (
-    build_datasets,
-    load_recipe_hparams,
-    train_loader_kwargs,
-)
+from audiollm_lobes.cli import load_recipe_hparams
+from audiollm_lobes.data.datasets import build_datasets
+from audiollm_lobes.data.sampling import train_loader_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,8 +59,9 @@ def make_brain(hparams, precision):
 
     Example
     -------
-    >>> make_brain  # doctest: +ELLIPSIS
-    <function make_brain at ...>
+    >>> brain = make_brain(hparams, "bf16")  # doctest: +SKIP
+    >>> brain.precision, brain.modules.training  # doctest: +SKIP
+    ('bf16', True)
     """
     brain = AudioLLMBrain(
         modules=hparams["modules"],
@@ -123,8 +122,9 @@ def time_steps(brain, batches):
 
     Example
     -------
-    >>> time_steps  # doctest: +ELLIPSIS
-    <function time_steps at ...>
+    >>> seconds, loss = time_steps(brain, batches)  # doctest: +SKIP
+    >>> seconds > 0 and loss > 0  # doctest: +SKIP
+    True
     """
     losses = []
     start = time.perf_counter()
@@ -152,8 +152,10 @@ def training_batches(hparams, n):
 
     Example
     -------
-    >>> training_batches  # doctest: +ELLIPSIS
-    <function training_batches at ...>
+    >>> batches = training_batches(hparams, 2)  # doctest: +SKIP
+    >>> len(batches), len(batches[0].id) == hparams["batch_size"]
+    ... # doctest: +SKIP
+    (2, True)
     """
     datasets = build_datasets(hparams)
     loader = sb.dataio.dataloader.make_dataloader(
@@ -216,8 +218,10 @@ def load_variant(hparams_file, profile, name, overrides=()):
 
     Example
     -------
-    >>> load_variant  # doctest: +ELLIPSIS
-    <function load_variant at ...>
+    >>> hparams = load_variant("recipes/LiSTEN/hparams/dps.yaml", "tiny",
+    ...     "precision_fp32", ["--precision=fp32"])  # doctest: +SKIP
+    >>> hparams["precision"]  # doctest: +SKIP
+    'fp32'
     """
     argv = [
         hparams_file,
@@ -292,9 +296,9 @@ def time_alternately(brains, batches, repeats):
     >>> time_alternately({}, [], 1)
     {}
     """
-    cache = {}
+    caches = {}
     for brain in brains.values():
-        brain._feature_cache = cache
+        brain.feature_caches = caches
     if brains:
         first = next(iter(brains.values()))
         with torch.no_grad():

@@ -81,3 +81,30 @@ def run_tiny_recipe():
     """``run(recipe, name, out_dir, cwd=None, extra=(), threads=2)``: a
     recipe's hparams file for a few steps on the tiny world (subprocess)."""
     return _run_tiny_recipe
+
+
+def load_recipe_module(recipe, module="train"):
+    """Imports ``recipes/<recipe>/<module>.py`` as its ``train.py`` does.
+
+    ``python recipes/<recipe>/train.py`` runs with the recipe folder first
+    on ``sys.path``, so a recipe imports its own helpers by their bare
+    names (``from text_prompts import ...``); this puts the folder there
+    too and registers the module under a name of its own
+    (``<recipe>_<module>``), so that the recipes' ``train`` modules do not
+    clash.
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "recipes" / recipe
+    name = f"{recipe}_{module}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{module}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded

@@ -2,7 +2,7 @@
 
 ``make_dataset`` merges the manifests of several tasks (multitask batches
 are the norm), validates them up front (all problems reported together,
-DESIGN §7), and adds dynamic items:
+``docs/design.md``, "Engineering rules"), and adds dynamic items:
 
 - ``sig``: the waveform (``wav`` and, for pairs, ``wav2`` joined by a short
   silence),
@@ -79,8 +79,18 @@ def load_entries(
 
     Example
     -------
-    >>> load_entries  # doctest: +ELLIPSIS
-    <function load_entries at ...>
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np, soundfile as sf
+    >>> root = Path(tempfile.mkdtemp())
+    >>> sf.write(root / "a.wav", np.sin(np.arange(8000) / 9.0), 16000)
+    >>> manifest = {"a": {"wav": "{data_root}/a.wav", "duration": 0.5,
+    ...     "task": "asr", "instruction": "<audio> Transcribe it.",
+    ...     "target": "hello"}}
+    >>> _ = (root / "asr.json").write_text(json.dumps(manifest))
+    >>> entries = load_entries([str(root / "asr.json")], str(root))
+    >>> entries["a"]["target"], entries["a"]["wav2"]
+    ('hello', '')
     """
     kwargs = {
         "sample_rate": sample_rate,
@@ -145,8 +155,14 @@ def make_dataset(entries, llm, sample_rate=16000, gap_seconds=0.3):
 
     Example
     -------
-    >>> make_dataset  # doctest: +ELLIPSIS
-    <function make_dataset at ...>
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> from audiollm_lobes.toyworld.sources import resolve_source
+    >>> llm = CausalLM(resolve_source("toy://tiny/lm"))  # doctest: +SKIP
+    >>> entries = load_entries(["data/manifests/test/asr.json"], "data")
+    ... # doctest: +SKIP
+    >>> example = make_dataset(entries, llm)[0]  # doctest: +SKIP
+    >>> sorted(example)[:4]  # doctest: +SKIP
+    ['after_ids', 'answer_ids', 'audio_key', 'before_ids']
     """
     dataset = sb.dataio.dataset.DynamicItemDataset(entries)
 

@@ -44,8 +44,9 @@ def build(profile="small", root=None, seed=0, force=False, progress=True):
 
     Example
     -------
-    >>> build  # doctest: +ELLIPSIS
-    <function build at ...>
+    >>> world, backbones, _ = build("tiny", progress=False)  # doctest: +SKIP
+    >>> backbones == world / "backbones"  # doctest: +SKIP
+    True
     """
     from audiollm_lobes.toyworld.backbones import build_backbones
     from audiollm_lobes.toyworld.world import build_world
@@ -106,7 +107,7 @@ def main(argv=None):
         print("toy LM, text only, held-out test sentences (exact match):")
         print(format_scores(scores))
     if args.probe:
-        from audiollm_lobes.toyworld.toy_encoders import probe_report
+        from audiollm_lobes.toyworld.probes import probe_report
 
         print("linear probes on frozen toy-encoder features (held-out):")
         for name, res in probe_report(world, backbones).items():

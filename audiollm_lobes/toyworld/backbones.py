@@ -4,7 +4,8 @@ Each backbone is saved in its real checkpoint format (a HF folder for the
 LLM and for Whisper, a SpeechBrain BEATs ``.pt`` file), so that recipes
 load them through exactly the code path a user's real checkpoint takes.
 The LLM is pretrained on the *text* versions of the toy tasks; the
-encoders are pretrained briefly on the toy audio (DESIGN §6).
+encoders are pretrained briefly on the toy audio (``docs/design.md``,
+"Toy world"; ``toy_whisper``, ``toy_beats``).
 
 Layout under ``<world_root>/backbones``::
 
@@ -25,6 +26,8 @@ import os
 import time
 from pathlib import Path
 
+from audiollm_lobes.atomic import write_json
+
 #: 2: the toy BEATs is pretrained through ``BEATsEncoder`` with whole-patch
 #: padding masks (its features no longer depend on batch padding), which
 #: changes its weights; caches built before are rebuilt.
@@ -33,7 +36,7 @@ BACKBONES_VERSION = 2
 #: CPU threads of the LM and of the encoder pretraining. Fixed: the
 #: weights depend on the thread count (floating-point reduction order),
 #: so a build gives the same weights on every machine only with a fixed
-#: count (tests/unit/test_toyworld_fingerprint.py).
+#: count (tests/unit/toyworld/test_toyworld_fingerprint.py).
 BUILD_THREADS = 2
 
 logger = logging.getLogger(__name__)
@@ -140,8 +143,11 @@ def build_backbones(
 
     Example
     -------
-    >>> build_backbones  # doctest: +ELLIPSIS
-    <function build_backbones at ...>
+    >>> from audiollm_lobes.toyworld.world import build_world
+    >>> world = build_world("tiny", progress=False)  # doctest: +SKIP
+    >>> folder = build_backbones(world, "tiny")  # doctest: +SKIP
+    >>> sorted(p.name for p in folder.iterdir())  # doctest: +SKIP
+    ['backbones.json', 'beats', 'lm', 'tokenizer', 'whisper']
     """
     from audiollm_lobes.toyworld import toy_encoders, toy_lm
 
@@ -230,9 +236,7 @@ def build_backbones(
         "lm": _jsonable(lm_stats),
         "encoders": _jsonable(enc_stats),
     }
-    tmp = stamp_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stamp, indent=2))
-    os.replace(tmp, stamp_path)
+    write_json(stamp_path, stamp, indent=2)
     return out
 
 

@@ -107,8 +107,9 @@ def ensure_toyworld(profile, seed=0, progress=True):
 
     Example
     -------
-    >>> ensure_toyworld  # doctest: +ELLIPSIS
-    <function ensure_toyworld at ...>
+    >>> root = ensure_toyworld("tiny", progress=False)  # doctest: +SKIP
+    >>> (root / PARTS["beats"]).is_file()  # doctest: +SKIP
+    True
     """
     from audiollm_lobes.toyworld.backbones import build_backbones
     from audiollm_lobes.toyworld.world import build_world

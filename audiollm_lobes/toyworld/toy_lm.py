@@ -24,7 +24,6 @@ Authors
 import argparse
 import json
 import math
-import os
 import random
 import shutil
 import sys
@@ -35,8 +34,10 @@ from pathlib import Path
 
 import torch
 
+from audiollm_lobes.atomic import replace_dir, staging_dir, write_json
 from audiollm_lobes.data import templates
 from audiollm_lobes.llm import IGNORE_INDEX, CausalLM, pad_ids
+from audiollm_lobes.toyworld.training import length_batches, warmup_cosine
 
 #: Model size and training budget of the toy LLM per toy-world profile.
 LM_PROFILES = {
@@ -77,6 +78,9 @@ LM_PROFILES = {
         "prompt_loss_weight": 0.0,
     },
 }
+
+#: Batches per length-sorted chunk in the toy LM's batch order.
+LM_BATCH_POOL = 50
 
 SPECIAL_TOKENS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 
@@ -306,8 +310,13 @@ def make_llama(
 
     Example
     -------
-    >>> make_llama  # doctest: +ELLIPSIS
-    <function make_llama at ...>
+    >>> import tempfile, transformers
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> _ = (tmp / "c.txt").write_text("\\n".join(_TINY_CORPUS))
+    >>> tok_dir = train_tokenizer(tmp / "c.txt", tmp / "tok", vocab_size=400)
+    >>> folder = make_llama(tok_dir, tmp / "lm", hidden=32, layers=1, heads=2)
+    >>> transformers.AutoConfig.from_pretrained(folder).num_hidden_layers
+    1
     """
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -471,8 +480,15 @@ def encode_examples(lm, rows):
 
     Example
     -------
-    >>> encode_examples  # doctest: +ELLIPSIS
-    <function encode_examples at ...>
+    >>> import tempfile
+    >>> lm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+    >>> row = {"instruction": "Repeat the text: the red cat",
+    ...        "target": "the red cat"}
+    >>> [(ids, n_prompt)] = encode_examples(lm, [row])
+    >>> lm.tokenizer.decode(ids[:n_prompt])
+    '<s>USER: Repeat the text: the red cat\\nASSISTANT:'
+    >>> lm.tokenizer.decode(ids[n_prompt:])
+    ' the red cat</s>'
     """
     prompts = _prompt_ids(lm, rows)
     answers = lm.encode(
@@ -488,28 +504,6 @@ def _collate(examples, pad_id):
     prompt = torch.arange(tokens.shape[1]) < n_prompt[:, None]
     labels = labels.masked_fill(prompt, IGNORE_INDEX)
     return tokens, mask, labels
-
-
-def _lr_lambda(warmup, total, floor=0.1):
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def _replace_dir(tmp_dir, out_dir):
-    """Moves ``tmp_dir`` to ``out_dir``, replacing it (rename-based)."""
-    out_dir = Path(out_dir)
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(tmp_dir, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------- training
@@ -571,8 +565,13 @@ def pretrain_lm(
 
     Example
     -------
-    >>> pretrain_lm  # doctest: +ELLIPSIS
-    <function pretrain_lm at ...>
+    >>> import tempfile
+    >>> from audiollm_lobes.toyworld.world import build_world
+    >>> world = build_world("tiny", progress=False)  # doctest: +SKIP
+    >>> out = Path(tempfile.mkdtemp()) / "lm"
+    >>> stats = pretrain_lm(world, out, "tiny")  # doctest: +SKIP
+    >>> stats["steps"], (out / "toy_lm.json").is_file()  # doctest: +SKIP
+    (700, True)
     """
     if isinstance(profile_cfg, str):
         if profile_cfg not in LM_PROFILES:
@@ -592,61 +591,42 @@ def pretrain_lm(
     train_path = Path(world_root) / "text" / "train.jsonl"
     rows = read_text_jsonl(train_path)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(
-        tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent)
-    )
     threads = torch.get_num_threads()
     torch.set_num_threads(int(num_threads))
     try:
-        if tokenizer_dir is None:
-            tokenizer_dir = train_tokenizer(
-                train_path, tmp_dir / "tokenizer", cfg["vocab_size"]
+        with staging_dir(out_dir) as tmp_dir:
+            if tokenizer_dir is None:
+                tokenizer_dir = train_tokenizer(
+                    train_path, tmp_dir / "tokenizer", cfg["vocab_size"]
+                )
+            model_dir = make_llama(
+                tokenizer_dir,
+                tmp_dir / "model",
+                hidden=cfg["hidden"],
+                layers=cfg["layers"],
+                heads=cfg["heads"],
+                kv_heads=cfg["kv_heads"],
+                intermediate=cfg["intermediate"],
+                seed=seed,
+                max_positions=max(1024, cfg["max_len"]),
             )
-        model_dir = make_llama(
-            tokenizer_dir,
-            tmp_dir / "model",
-            hidden=cfg["hidden"],
-            layers=cfg["layers"],
-            heads=cfg["heads"],
-            kv_heads=cfg["kv_heads"],
-            intermediate=cfg["intermediate"],
-            seed=seed,
-            max_positions=max(1024, cfg["max_len"]),
-        )
-        lm = CausalLM(
-            model_dir,
-            freeze=False,
-            attn_implementation=cfg["attn_implementation"],
-        )
-        stats = _train(lm, rows, cfg, seed, progress)
-        final = tmp_dir / "final"
-        lm.model.save_pretrained(final)
-        lm.tokenizer.save_pretrained(final)
-        stats["config"] = cfg
-        stats["seed"] = seed
-        (final / "toy_lm.json").write_text(json.dumps(stats, indent=2))
-        _replace_dir(final, out_dir)
+            lm = CausalLM(
+                model_dir,
+                freeze=False,
+                attn_implementation=cfg["attn_implementation"],
+            )
+            stats = _train(lm, rows, cfg, seed, progress)
+            final = tmp_dir / "final"
+            lm.model.save_pretrained(final)
+            lm.tokenizer.save_pretrained(final)
+            stats["config"] = cfg
+            stats["seed"] = seed
+            write_json(final / "toy_lm.json", stats, indent=2)
+            replace_dir(final, out_dir)
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
         torch.set_num_threads(threads)
     stats["out_dir"] = str(out_dir)
     return stats
-
-
-def _length_batches(lengths, batch_size, rng, pool=50):
-    """One epoch of batches of similar lengths (less padding), in random
-    order: shuffle, sort chunks of ``pool`` batches by length, cut."""
-    index = list(range(len(lengths)))
-    rng.shuffle(index)
-    batches = []
-    chunk = batch_size * pool
-    for first in range(0, len(index), chunk):
-        part = sorted(index[first : first + chunk], key=lengths.__getitem__)
-        for start in range(0, len(part), batch_size):
-            batches.append(part[start : start + batch_size])
-    rng.shuffle(batches)
-    return batches
 
 
 def _use_bf16(option, lm):
@@ -698,7 +678,7 @@ def _train(lm, rows, cfg, seed, progress, on_step=None):
     )
     steps = cfg["steps"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(cfg["warmup"], steps)
+        optimizer, warmup_cosine(cfg["warmup"], steps)
     )
     use_bf16 = _use_bf16(cfg["bf16_autocast"], lm)
     rng = random.Random(seed)
@@ -708,7 +688,9 @@ def _train(lm, rows, cfg, seed, progress, on_step=None):
     start, cpu_start = time.time(), time.process_time()
     for step in range(steps):
         if not batches:
-            batches = _length_batches(lengths, cfg["batch_size"], rng)
+            batches = length_batches(
+                lengths, cfg["batch_size"], rng, LM_BATCH_POOL
+            )
         batch = [kept[i] for i in batches.pop()]
         tokens, mask, labels = _collate(batch, lm.pad_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
@@ -787,8 +769,14 @@ def evaluate_lm(
 
     Example
     -------
-    >>> evaluate_lm  # doctest: +ELLIPSIS
-    <function evaluate_lm at ...>
+    >>> import tempfile
+    >>> lm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+    >>> path = Path(tempfile.mkdtemp()) / "test.jsonl"
+    >>> row = {"id": "0", "task": "repeat", "target": "the red cat",
+    ...        "instruction": "Repeat the text: the red cat"}
+    >>> _ = path.write_text(json.dumps(row) + "\\n")
+    >>> evaluate_lm(None, path, lm=lm)  # an untrained LM
+    {'repeat': 0.0}
     """
     rows = read_text_jsonl(jsonl_path)
     if lm is None:
@@ -863,8 +851,13 @@ def main(argv=None):
 
     Example
     -------
-    >>> main  # doctest: +ELLIPSIS
-    <function main at ...>
+    >>> from audiollm_lobes.toyworld.__main__ import build
+    >>> world, backbones, _ = build("tiny", progress=False)  # doctest: +SKIP
+    >>> main(["eval", "--lm", str(backbones / "lm"),  # doctest: +SKIP +ELLIPSIS
+    ...       "--data", str(world / "text" / "test.jsonl")])
+    task                  exact match
+    ...
+    0
     """
     parser = argparse.ArgumentParser(description="Toy LM tools.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiollm_lobes.atomic import replace_dir, write_json, write_text
 from audiollm_lobes.data import templates
 from audiollm_lobes.paths import toyworld_dir
 from audiollm_lobes.toyworld import grammar, sounds, speech
@@ -291,8 +292,11 @@ def build_world(
 
     Example
     -------
-    >>> build_world  # doctest: +ELLIPSIS
-    <function build_world at ...>
+    >>> root = build_world("tiny", progress=False)  # doctest: +SKIP
+    >>> load_world_info(root)["profile"]  # doctest: +SKIP
+    'tiny'
+    >>> manifest_path(root, "train", "asr").is_file()  # doctest: +SKIP
+    True
     """
     name, config = resolve_profile(profile)
     root = Path(root) if root is not None else toyworld_dir(name)
@@ -319,13 +323,7 @@ def build_world(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if root.exists():
-            old = root.parent / f".{root.name}.old-{os.getpid()}"
-            os.replace(root, old)
-            os.replace(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, root)
+        replace_dir(tmp, root)
     logger.info("toy world built in %s (%.1f s)", root, time.time() - start)
     return root
 
@@ -786,12 +784,6 @@ def _tokenizer_corpus(text_train, manifests):
     return out
 
 
-def _write_json(path, obj):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
-
-
 def _run_parallel(fn, jobs, num_workers, bar):
     """Runs ``fn(*job)`` for every job in a thread pool; returns results."""
     results = [None] * len(jobs)
@@ -864,9 +856,10 @@ def _build_into(out, name, config, seed, progress, num_workers, start):
     for split in SPLITS:
         counts[split] = {}
         for task in TASKS:
-            _write_json(
+            write_json(
                 out / "manifests" / split / f"{task}.json",
                 manifests[split][task],
+                indent=1,
             )
             counts[split][task] = len(manifests[split][task])
 
@@ -888,10 +881,10 @@ def _build_into(out, name, config, seed, progress, num_workers, start):
         )
         if split == "train":
             text_train = rows
-        (out / "text").mkdir(exist_ok=True)
-        with open(out / "text" / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_text(
+            out / "text" / f"{split}.jsonl",
+            "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows),
+        )
         text_counts[split] = {}
         for row in rows:
             text_counts[split][row["task"]] = (
@@ -899,10 +892,7 @@ def _build_into(out, name, config, seed, progress, num_workers, start):
             )
 
     corpus = _tokenizer_corpus(text_train, manifests["train"])
-    with open(
-        out / "text" / "tokenizer_corpus.txt", "w", encoding="utf-8"
-    ) as f:
-        f.write("\n".join(corpus) + "\n")
+    write_text(out / "text" / "tokenizer_corpus.txt", "\n".join(corpus) + "\n")
 
     info = {
         "version": WORLD_VERSION,
@@ -945,4 +935,4 @@ def _build_into(out, name, config, seed, progress, num_workers, start):
         "event_classes": list(sounds.EVENT_CLASSES),
         "build_seconds": round(time.time() - start, 1),
     }
-    _write_json(out / "world.json", info)
+    write_json(out / "world.json", info, indent=1)

@@ -25,15 +25,21 @@ import sys
 
 from speechbrain.utils.distributed import run_on_main
 
-from audiollm_lobes.brain import AudioLLMBrain, count_parameters
+from audiollm_lobes.analysis import usage_lines, write_usage_report
+from audiollm_lobes.backbone_widths import check_backbone_widths
+from audiollm_lobes.brain import AudioLLMBrain
+from audiollm_lobes.cli import load_recipe_hparams
+from audiollm_lobes.data.datasets import build_datasets
 from audiollm_lobes.data.manifest import ManifestError
-from audiollm_lobes.recipe_utils import (
-    build_datasets,
-    load_recipe_hparams,
-    task_baselines,
-    train_loader_kwargs,
+from audiollm_lobes.data.sampling import train_loader_kwargs
+from audiollm_lobes.reporting import (
+    majority_baselines,
+    results_table,
+    summary_head,
     write_summary,
 )
+from audiollm_lobes.toyworld.sources import resolve_source
+from audiollm_lobes.trainable import count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +75,7 @@ class LiSTENBrain(AudioLLMBrain):
 def main(argv):
     """Trains, tests, analyses (see the module docstring)."""
     hparams, run_opts = load_recipe_hparams(argv, __file__)
+    check_backbone_widths(hparams)
     datasets = build_datasets(hparams)
     brain = LiSTENBrain(
         modules=hparams["modules"],
@@ -79,7 +86,9 @@ def main(argv):
     )
     n_trainable = count_parameters(brain.modules)
     logger.info("trainable parameters: %d", n_trainable)
-    hparams["baselines"] = task_baselines(datasets)
+    hparams["baselines"] = majority_baselines(
+        resolve_source(hparams["data_folder"]), datasets["entries"]["test"]
+    )
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
@@ -96,11 +105,14 @@ def main(argv):
         min_key="loss",
         test_loader_kwargs=hparams["test_dataloader_opts"],
     )
-    summary = {"test": brain.test_summary}
+    summary = {
+        "experiment": hparams.get("experiment"),
+        "test": brain.test_summary,
+        "baselines": hparams["baselines"],
+        "trainable_parameters": n_trainable,
+    }
     if recording:
         pool.stop_recording()
-        from audiollm_lobes.analysis import write_usage_report
-
         summary["usage"] = write_usage_report(pool, hparams["output_folder"])
         k_values = hparams.get("k_eval_sweep") or []
         if k_values:
@@ -112,12 +124,48 @@ def main(argv):
             )
     run_on_main(
         write_summary,
-        kwargs={
-            "summary": summary,
-            "hparams": hparams,
-            "n_trainable": n_trainable,
-        },
+        args=[hparams["output_folder"], summary, results_lines(summary)],
     )
+
+
+def results_lines(summary):
+    """``results.md``: the test table, the k sweep and the prompt usage.
+
+    Arguments
+    ---------
+    summary : dict
+        ``test``, ``baselines``, ``trainable_parameters`` and optional
+        ``k_sweep`` (``{k: per-task metrics}``) and ``usage``.
+
+    Returns
+    -------
+    list of str
+        Markdown lines.
+
+    Example
+    -------
+    >>> lines = results_lines({"test": {"asr": {"wer": 9.0, "n": 2}},
+    ...     "baselines": {}, "trainable_parameters": 10,
+    ...     "k_sweep": {1: {"asr": {"wer": 12.0, "n": 2}},
+    ...                 2: {"asr": {"wer": 9.0, "n": 2}}}})
+    >>> print(lines[-1])
+    | task | metric | k=1 | k=2 | n |
+    |---|---|---:|---:|---:|
+    | asr | wer ↓ | 12.00 | 9.00 | 2 |
+    """
+    lines = summary_head(
+        summary["test"], summary["baselines"], summary["trainable_parameters"]
+    )
+    sweep = summary.get("k_sweep")
+    if sweep:
+        ks = sorted(sweep, key=int)
+        lines += ["", "k_eval sweep (same trained model):", ""]
+        lines.append(results_table([(f"k={k}", sweep[k]) for k in ks]))
+    usage = summary.get("usage") or {}
+    if usage.get("per_task"):
+        lines += ["", "prompt usage on the test set (k = k_eval):", ""]
+        lines += usage_lines(usage)
+    return lines
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Encoders via LLMs").
   included).
 * LAL (``hparams/lal.yaml``): the same tokens enter only as extra
   attention keys/values of the chosen layers; queries and FFNs see text
-  only (``audiollm_lobes.lal.AttentionOnlyInjector``).
+  only (``audiollm_lobes.injection.lal.AttentionOnlyInjector``).
 * PAL (``hparams/pal.yaml``): per-encoder routing; Whisper tokens (own
   Q-Former) through PLITS, BEATs tokens (own Q-Former) through LAL.
 
@@ -17,6 +17,21 @@ captioning, spoken QA, emotion and ASR with the same step budget for all
 three; per-task test metrics, trainable-parameter count, and the measured
 train step time and peak memory of the run in ``summary.json`` /
 ``results.md``.
+
+``PALBrain`` generalises the shared loop with a routing table::
+
+    wav ─► FusedEncoder ─► per-stream features (or the fused features)
+        ─► one connector per routed stream ─► PALRouter
+        ─► PLITS tokens: spliced into the sequence (``assemble_plits``)
+        ─► LAL tokens: per-layer K/V of ``injector`` (loss and decoding
+           then run through the injector instead of ``llm.loss/generate``)
+
+Hparams on top of ``AudioLLMBrain``'s: ``routes`` (``name -> "plits" |
+"lal"``), ``connectors`` (``name -> connector``, one per route),
+``modules.injector`` (``AttentionOnlyInjector``) when a route is
+``"lal"``. The route name ``"fused"`` means the encoder's fused output;
+any other names must be exactly the ``FusedEncoder``'s streams, each then
+getting its own connector (``audiollm_lobes.injection.pal.check_routes``).
 
 To run (from the repo root or from this folder; the toy world is built
 on first use)::
@@ -30,23 +45,226 @@ Authors
 """
 
 import logging
+import resource
+import statistics
 import sys
-from pathlib import Path
+import time
 
+import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
-from audiollm_lobes.brain import count_parameters
+from audiollm_lobes.backbone_widths import check_backbone_widths
+from audiollm_lobes.brain import AudioLLMBrain
+from audiollm_lobes.cli import load_recipe_hparams
+from audiollm_lobes.data.datasets import build_datasets
 from audiollm_lobes.data.manifest import ManifestError
-from audiollm_lobes.pal_brain import PALBrain
-from audiollm_lobes.recipe_utils import (
-    build_datasets,
-    load_recipe_hparams,
-    task_baselines,
-    train_loader_kwargs,
+from audiollm_lobes.data.sampling import train_loader_kwargs
+from audiollm_lobes.injection.pal import FUSED, PALRouter, check_routes
+from audiollm_lobes.reporting import (
+    majority_baselines,
+    summary_head,
     write_summary,
 )
+from audiollm_lobes.toyworld.sources import resolve_source
+from audiollm_lobes.trainable import count_parameters
 
 logger = logging.getLogger(__name__)
+
+
+class PALBrain(AudioLLMBrain):
+    """AudioLLMBrain routing each audio stream to PLITS or LAL.
+
+    See the module docstring for the hparams. ``audio_tokens`` returns the
+    PLITS tokens (possibly none) and keeps the LAL tokens of the current
+    batch in ``self.lal_audio``; ``llm_loss``/``llm_generate`` run the
+    injector with them when there are any.
+
+    It also records the wall time of every training step and the
+    process's peak resident memory (``efficiency()``), so that runs can
+    report what they cost.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        encoder = self.modules.encoder
+        streams = getattr(encoder, "stream_dims", None)
+        self.routes = dict(self._hp("routes", None) or {})
+        self.per_stream = check_routes(
+            self.routes,
+            self._hp("connectors", None),
+            None if streams is None else list(streams),
+            getattr(self.modules, "injector", None) is not None,
+            self._hp("num_beams", 1),
+        )
+        self.router = PALRouter(self.routes)
+        self.lal_audio = (None, None)
+        self.step_times = []
+        self.peak_rss_mb = None
+
+    # ------------------------------------------------------------ audio
+    def encode_audio(self, batch):
+        """Fused ``(feats, mask)``, or ``({stream: (feats, mask)}, None)``.
+
+        Per-stream features are cached like the fused ones (by audio key,
+        on the CPU) with ``cache_encoder_features: True``.
+        """
+        if not self.per_stream:
+            return super().encode_audio(batch)
+        encoder = self.modules.encoder
+        if not self._hp("cache_encoder_features", False):
+            wavs, wav_lens = batch.sig
+            _, _, streams = encoder(wavs, wav_lens, return_streams=True)
+            return streams, None
+        streams = self.cached_features(
+            batch,
+            "streams",
+            lambda w, lens: encoder(w, lens, return_streams=True)[2],
+        )
+        return {name: streams[name] for name in self.routes}, None
+
+    def audio_tokens(self, feats, mask, batch, stage):
+        """Connects and routes the streams; returns the PLITS tokens.
+
+        Arguments
+        ---------
+        feats : torch.Tensor or dict
+            ``(batch, frames, dim)`` fused features, or per-stream
+            ``{name: (feats, mask)}`` from ``encode_audio``.
+        mask : torch.Tensor or None
+            ``(batch, frames)`` for fused features.
+        batch : PaddedBatch
+            Unused.
+        stage : sb.Stage
+            Unused.
+
+        Returns
+        -------
+        tokens : torch.Tensor
+            ``(batch, n_plits, llm_dim)``; ``n_plits`` is 0 when every
+            stream goes to LAL.
+        mask : torch.Tensor
+            ``(batch, n_plits)`` boolean.
+        """
+        del batch, stage
+        streams = feats if isinstance(feats, dict) else {FUSED: (feats, mask)}
+        connectors = self.hparams.connectors
+        tokens = {
+            name: connectors[name](*streams[name]) for name in self.routes
+        }
+        routed = self.router(tokens)
+        self.lal_audio = (routed.lal, routed.lal_mask)
+        if routed.plits is not None:
+            return routed.plits, routed.plits_mask
+        lal = routed.lal
+        empty = lal.new_zeros(lal.shape[0], 0, lal.shape[2])
+        return empty, routed.lal_mask[:, :0]
+
+    # -------------------------------------------------------------- LLM
+    def llm_loss(self, seq, batch, stage):
+        """CE through the injector when LAL tokens exist, else ``llm.loss``.
+
+        Arguments
+        ---------
+        seq : PLITSSequence
+            The PLITS part of the input, with labels.
+        batch : PaddedBatch
+            The batch.
+        stage : sb.Stage
+            The stage.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar loss.
+        """
+        lal, lal_mask = self.lal_audio
+        if lal is None:
+            return super().llm_loss(seq, batch, stage)
+        return self.modules.injector.loss(
+            seq.embeds, seq.mask, seq.labels, audio=lal, audio_mask=lal_mask
+        )
+
+    def llm_generate(self, seq, batch, stage):
+        """Greedy decoding continuing from the LAL KV cache (if any).
+
+        Arguments
+        ---------
+        seq : PLITSSequence
+            The prompt (PLITS part), without answer.
+        batch : PaddedBatch
+            The batch.
+        stage : sb.Stage
+            The stage.
+
+        Returns
+        -------
+        torch.LongTensor
+            ``(batch, n_new)`` token ids.
+        """
+        lal, lal_mask = self.lal_audio
+        if lal is None:
+            return super().llm_generate(seq, batch, stage)
+        return self.modules.injector.generate(
+            lal,
+            lal_mask,
+            seq.embeds,
+            seq.mask,
+            max_new_tokens=self._hp("max_new_tokens", 48),
+        )
+
+    # ------------------------------------------------------- efficiency
+    def fit_batch(self, batch):
+        """One optimisation step, timed (wall clock)."""
+        start = time.perf_counter()
+        loss = super().fit_batch(batch)
+        self.step_times.append(time.perf_counter() - start)
+        return loss
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Records the peak RSS after each training epoch, then as usual."""
+        if stage == sb.Stage.TRAIN:
+            self.peak_rss_mb = peak_rss_mb()
+        super().on_stage_end(stage, stage_loss, epoch)
+
+    def efficiency(self):
+        """Measured cost of the training steps of this process.
+
+        Returns
+        -------
+        dict
+            ``train_steps``; ``train_step_seconds_median`` and ``_mean``
+            over the steps after the first (warm-up; all steps when there
+            is only one); ``peak_rss_mb`` of the process at the end of
+            training (includes the frozen weights and the data).
+
+        """
+        times = self.step_times[1:] or self.step_times
+        return {
+            "train_steps": len(self.step_times),
+            "train_step_seconds_median": (
+                statistics.median(times) if times else None
+            ),
+            "train_step_seconds_mean": (
+                statistics.fmean(times) if times else None
+            ),
+            "peak_rss_mb": self.peak_rss_mb,
+        }
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, in MiB (Linux).
+
+    Returns
+    -------
+    float
+        ``ru_maxrss`` (KiB on Linux) / 1024.
+
+    Example
+    -------
+    >>> peak_rss_mb() > 0
+    True
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def efficiency_lines(efficiency):
@@ -86,91 +304,10 @@ def efficiency_lines(efficiency):
     return lines
 
 
-def write_pal_summary(summary, hparams, n_trainable):
-    """``write_summary`` plus the efficiency section of ``results.md``.
-
-    Arguments
-    ---------
-    summary : dict
-        ``{"test": ..., "efficiency": ..., "routes": ...}``.
-    hparams : dict
-        Loaded hparams.
-    n_trainable : int
-        Trainable parameters.
-
-    Example
-    -------
-    >>> write_pal_summary.__name__
-    'write_pal_summary'
-    """
-    write_summary(summary=summary, hparams=hparams, n_trainable=n_trainable)
-    out_dir = Path(hparams["output_folder"])
-    routes = ", ".join(f"{k} -> {v}" for k, v in summary["routes"].items())
-    text = (out_dir / "results.md").read_text()
-    text += (
-        "\n".join(
-            [f"routes: {routes}"] + efficiency_lines(summary["efficiency"])
-        )
-        + "\n"
-    )
-    tmp = out_dir / "results.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(out_dir / "results.md")
-
-
-def check_declared_shapes(hparams):
-    """Checks widths declared in the hparams against the loaded backbones.
-
-    Paper-scale hparams size the trainable lobes from declared widths
-    (``llm_dim``, ``<stream>_dim``); this stops early, naming the field,
-    when the given checkpoints are of another size. Undeclared widths are
-    not checked.
-
-    Arguments
-    ---------
-    hparams : dict
-        Loaded hparams with ``llm`` (``hidden_size``) and ``encoder``
-        (``stream_dims``).
-
-    Returns
-    -------
-    dict
-        ``{field: loaded width}`` of the checked fields.
-
-    Example
-    -------
-    >>> from types import SimpleNamespace as NS
-    >>> hp = {"llm": NS(hidden_size=8), "llm_dim": 8,
-    ...       "encoder": NS(stream_dims={"whisper": 4}), "whisper_dim": 5}
-    >>> check_declared_shapes(hp)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: hparams declare whisper_dim=5 but the loaded backbone has 4...
-    >>> check_declared_shapes(dict(hp, whisper_dim=4))
-    {'llm_dim': 8, 'whisper_dim': 4}
-    """
-    loaded = {"llm_dim": hparams["llm"].hidden_size}
-    streams = getattr(hparams["encoder"], "stream_dims", None) or {}
-    for name, dim in streams.items():
-        loaded[f"{name}_dim"] = dim
-    checked = {}
-    for field, value in loaded.items():
-        if field not in hparams:
-            continue
-        if int(hparams[field]) != int(value):
-            raise ValueError(
-                f"hparams declare {field}={hparams[field]} but the loaded "
-                f"backbone has {value}; override --{field}={value} or give "
-                "a matching checkpoint"
-            )
-        checked[field] = int(value)
-    return checked
-
-
 def main(argv):
     """Trains, tests, writes the summary (see the module docstring)."""
     hparams, run_opts = load_recipe_hparams(argv, __file__)
-    check_declared_shapes(hparams)
+    check_backbone_widths(hparams)
     datasets = build_datasets(hparams)
     brain = PALBrain(
         modules=hparams["modules"],
@@ -182,7 +319,9 @@ def main(argv):
     n_trainable = count_parameters(brain.modules)
     logger.info("routes: %s", brain.routes)
     logger.info("trainable parameters: %d", n_trainable)
-    hparams["baselines"] = task_baselines(datasets)
+    hparams["baselines"] = majority_baselines(
+        resolve_source(hparams["data_folder"]), datasets["entries"]["test"]
+    )
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
@@ -198,18 +337,17 @@ def main(argv):
         test_loader_kwargs=hparams["test_dataloader_opts"],
     )
     summary = {
+        "experiment": hparams.get("experiment"),
         "test": brain.test_summary,
+        "baselines": hparams["baselines"],
+        "trainable_parameters": n_trainable,
         "routes": brain.routes,
         "efficiency": efficiency,
     }
-    run_on_main(
-        write_pal_summary,
-        kwargs={
-            "summary": summary,
-            "hparams": hparams,
-            "n_trainable": n_trainable,
-        },
-    )
+    routes = ", ".join(f"{k} -> {v}" for k, v in brain.routes.items())
+    lines = summary_head(brain.test_summary, hparams["baselines"], n_trainable)
+    lines += ["", f"routes: {routes}"] + efficiency_lines(efficiency)
+    run_on_main(write_summary, args=[hparams["output_folder"], summary, lines])
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ Authors
 
 import argparse
 import sys
-from pathlib import Path
 
 from audiollm_lobes import compare
-from audiollm_lobes.wav2prompt import comparison_table
+from audiollm_lobes.atomic import write_text
+from audiollm_lobes.reporting import results_table
 
 
 def load_summary(path):
@@ -42,6 +42,7 @@ def load_summary(path):
     Example
     -------
     >>> import tempfile
+    >>> from pathlib import Path
     >>> run = Path(tempfile.mkdtemp())
     >>> _ = (run / "summary.json").write_text('{"system": "w", "test": {}}')
     >>> load_summary(run)["system"]
@@ -118,11 +119,10 @@ def main(argv=None):
     baselines = {}
     for summary in summaries:
         baselines.update(summary.get("baselines") or {})
-    table = comparison_table(columns, baselines)
+    table = results_table(columns, baselines or None)
     print(table)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(table + "\n", encoding="utf-8")
+        write_text(args.output, table + "\n")
     return table
 
 

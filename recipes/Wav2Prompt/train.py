@@ -19,6 +19,42 @@ To run (from the repo root; the toy world is built on first use)::
         --pretrained_frontend=results/Wav2Prompt/asr/1234 --shots=10
     python recipes/Wav2Prompt/compare.py results/Wav2Prompt/*/1234
 
+``Wav2PromptBrain``
+------------------
+Training (``train_template: audio``, the ASR stage)::
+
+    wav ─► encoder (frozen) ─► CIFPrompter, scaled to the transcript's
+    token count N ─► (batch, N, D_llm)
+        ├─ MSE to llm.embed(" " + transcript)           (weight ``mse``)
+        ├─ |sum(alpha) − N| on the unscaled weights      (``quantity``)
+        └─ [BOS][ASR prompt][prompts][transcript] through the frozen
+           LLM, cross-entropy on the transcript          (``ce``)
+
+The ASR prompt is ``asr_before_ids`` / ``asr_after_ids`` (see
+:func:`text_prompts.add_text_prompt_items`, ``asr_prompt``).
+
+With ``train_template: text`` (few-shot tuning) the prompts replace the
+text in the task's text template and the answer is the task target; the
+CIF is left unscaled unless ``scale_to_transcript`` says otherwise.
+
+Test (every task, zero-shot): the CIF runs unscaled (inference mode).
+
+* ``asr`` examples: decoded with the ASR prompt (WER).
+* other tasks, **Wav2Prompt**: the prompts are spliced where the text goes
+  in the task's text template (``text_before_ids`` / ``text_after_ids``).
+* other tasks, **cascade**: the same model first transcribes the audio
+  (``asr_before_ids``), then the hypothesis *text* fills the same template.
+
+Both systems are scored per task; the cascade goes to
+``<test_results_name>_cascade.json``. A non-CIF connector (the encoder-LLM
+baseline, a window Q-Former) runs the same way, trained with CE only.
+
+Validation also logs ``token_acc``: the share of fired vectors whose
+nearest LLM token embedding is the transcript's token (a CIF front end).
+
+Extra hparams: ``loss_weights`` (``{ce, mse, quantity}``),
+``train_template`` (``audio`` | ``text``), ``scale_to_transcript``.
+
 Authors
  * audiollm-lobes developers, 2026
 """
@@ -27,76 +63,371 @@ import logging
 import sys
 from pathlib import Path
 
+import speechbrain as sb
+import torch
 from speechbrain.utils.distributed import run_on_main
+from text_prompts import add_text_prompt_items
 
-from audiollm_lobes.brain import (
-    TrainableState,
-    count_parameters,
-    write_json_atomic,
+from audiollm_lobes.backbone_widths import check_backbone_widths
+from audiollm_lobes.brain import AudioLLMBrain
+from audiollm_lobes.cif import (
+    CIFPrompter,
+    embedding_mse_loss,
+    nearest_token_accuracy,
+    quantity_loss,
 )
+from audiollm_lobes.cli import load_recipe_hparams
+from audiollm_lobes.data.datasets import build_datasets
 from audiollm_lobes.data.manifest import ManifestError
-from audiollm_lobes.recipe_utils import (
-    build_datasets,
-    load_recipe_hparams,
-    train_loader_kwargs,
+from audiollm_lobes.data.sampling import train_loader_kwargs
+from audiollm_lobes.injection import assemble_plits
+from audiollm_lobes.llm import pad_ids, token_embeddings
+from audiollm_lobes.metrics import TaskMetrics
+from audiollm_lobes.reporting import (
+    majority_baselines,
+    results_table,
+    write_results,
+    write_summary,
 )
 from audiollm_lobes.toyworld.sources import resolve_source
-from audiollm_lobes.wav2prompt import (
-    add_text_prompt_items,
-    comparison_table,
+from audiollm_lobes.trainable import (
+    TrainableState,
+    count_parameters,
     find_trainable_checkpoint,
-    majority_baselines,
 )
-from audiollm_lobes.wav2prompt_brain import Wav2PromptBrain, check_loss_weights
 
 logger = logging.getLogger(__name__)
 
+LOSS_NAMES = ("ce", "mse", "quantity")
+TEMPLATES = {"audio": "asr", "text": "text"}
 
-def check_backbone_dims(hparams):
-    """Stops early when the declared widths do not match the backbones."""
-    pairs = (
-        ("llm_dim", int(hparams["llm"].hidden_size)),
-        ("encoder_dim", int(hparams["encoder"].output_dim)),
-    )
-    for name, actual in pairs:
-        if int(hparams[name]) != actual:
+
+def check_loss_weights(weights, connector):
+    """Validates ``loss_weights`` against the connector; returns floats.
+
+    Arguments
+    ---------
+    weights : dict
+        ``{name: weight}`` with names among ``ce``, ``mse``, ``quantity``
+        (missing names weigh 0).
+    connector : torch.nn.Module
+        The front end; ``mse`` and ``quantity`` need a
+        :class:`~audiollm_lobes.cif.CIFPrompter`.
+
+    Returns
+    -------
+    dict
+        ``{name: float}`` for all three names.
+
+    Example
+    -------
+    >>> prompter = CIFPrompter(4, 4, hidden_dim=4)
+    >>> check_loss_weights({"ce": 1, "mse": 2}, prompter)
+    {'ce': 1.0, 'mse': 2.0, 'quantity': 0.0}
+    >>> check_loss_weights({"mse": 1}, torch.nn.Linear(2, 2))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: loss_weights.mse=1.0 needs a CIFPrompter connector ...
+    """
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(LOSS_NAMES))
+    if unknown:
+        raise ValueError(
+            f"loss_weights: unknown names {unknown}; expected {LOSS_NAMES}"
+        )
+    out = {name: float(weights.get(name, 0.0)) for name in LOSS_NAMES}
+    if any(w < 0 for w in out.values()) or not any(out.values()):
+        raise ValueError(
+            f"loss_weights: expected non-negative weights, not all zero; "
+            f"got {out}"
+        )
+    if not isinstance(connector, CIFPrompter):
+        for name in ("mse", "quantity"):
+            if out[name]:
+                raise ValueError(
+                    f"loss_weights.{name}={out[name]} needs a CIFPrompter "
+                    "connector (one vector per token); got "
+                    f"{type(connector).__name__}"
+                )
+    return out
+
+
+def select_rows(batch_tensors, rows):
+    """Indexes the batch dimension of several tensors.
+
+    Arguments
+    ---------
+    batch_tensors : list of torch.Tensor
+        Tensors ``(batch, ...)``.
+    rows : torch.Tensor
+        ``(n,)`` long indices.
+
+    Returns
+    -------
+    list of torch.Tensor
+        Tensors ``(n, ...)``.
+
+    Example
+    -------
+    >>> a, b = select_rows([torch.arange(3), torch.eye(3)],
+    ...                    torch.tensor([2, 0]))
+    >>> a.tolist(), b[0].tolist()
+    ([2, 0], [0.0, 0.0, 1.0])
+    """
+    return [t.index_select(0, rows.to(t.device)) for t in batch_tensors]
+
+
+class Wav2PromptBrain(AudioLLMBrain):
+    """AudioLLMBrain for Wav2Prompt (see the module docstring)."""
+
+    def on_fit_start(self):
+        """Checks the loss weights once, then the usual set-up."""
+        self.loss_weights = check_loss_weights(
+            self._hp("loss_weights"), self.modules.connector
+        )
+        template = self._hp("train_template", "audio")
+        if template not in TEMPLATES:
             raise ValueError(
-                f"{name}: the hparams say {hparams[name]} but the loaded "
-                f"backbone has width {actual}"
+                f"train_template: expected one of {sorted(TEMPLATES)}, got "
+                f"{template!r}"
             )
+        logger.info("loss weights: %s", self.loss_weights)
+        super().on_fit_start()
 
+    @property
+    def uses_cif(self):
+        """Whether the front end is a CIF prompter."""
+        return isinstance(self.modules.connector, CIFPrompter)
 
-def write_run_summary(hparams, summary, n_trainable):
-    """Writes ``summary.json`` and ``results.md`` (one comparison table)."""
-    out_dir = Path(hparams["output_folder"])
-    summary = dict(summary, trainable_parameters=int(n_trainable))
-    write_json_atomic(summary, out_dir / "summary.json")
-    system = summary["system"]
-    columns = [(system, summary["test"]), ("cascade", summary["cascade"])]
-    if summary.get("before_tuning"):
-        columns.insert(0, (f"{system} (before)", summary["before_tuning"]))
-    lines = [
-        f"system: {system}",
-        f"trainable parameters: {n_trainable:,}",
-        f"loss weights: {summary['loss_weights']}",
-        "",
-        comparison_table(columns, summary.get("baselines")),
-    ]
-    text = "\n".join(lines) + "\n"
-    tmp = out_dir / "results.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out_dir / "results.md")
-    logger.info("results:\n%s", text)
+    # ------------------------------------------------------------ pieces
+    def front_end(self, feats, feat_mask, target_lengths=None):
+        """Speech prompts ``(tokens, mask, cif_output_or_None)``.
+
+        ``target_lengths`` (``(batch,)``) scales a CIF to fire that many
+        vectors; it is ignored by other connectors.
+        """
+        connector = self.modules.connector
+        if self.uses_cif:
+            out = connector(feats, feat_mask, target_lengths=target_lengths)
+            return out.embeddings, out.mask, out
+        tokens, mask = connector(feats, feat_mask)
+        return tokens, mask, None
+
+    def sequence(
+        self, batch, template, audio, audio_mask, rows=None, answer=None
+    ):
+        """Assembles ``[BOS][before][audio][after]([answer])``.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch.
+        template : str
+            ``"asr"`` (``asr_*_ids``) or ``"text"`` (``text_*_ids``).
+        audio, audio_mask : torch.Tensor
+            ``(n, len, dim)`` tokens spliced at the marker, and mask.
+        rows : torch.Tensor, optional
+            Batch rows the sequence is built for (default all).
+        answer : tuple of torch.Tensor, optional
+            ``(ids, mask)`` ``(n, len)`` teacher-forced answer.
+        """
+        before, before_mask = self.text_segment(batch, f"{template}_before_ids")
+        after, after_mask = self.text_segment(batch, f"{template}_after_ids")
+        if rows is not None:
+            before, before_mask, after, after_mask = select_rows(
+                [before, before_mask, after, after_mask], rows
+            )
+        ans_ids, ans_mask = answer if answer is not None else (None, None)
+        return assemble_plits(
+            self.llm.embed,
+            before,
+            before_mask,
+            audio,
+            audio_mask,
+            after,
+            after_mask,
+            ans_ids,
+            ans_mask,
+        )
+
+    def generate(self, seq):
+        """Greedy/beam decoding of an assembled prompt; returns texts."""
+        tokens = self.llm.generate(
+            seq.embeds,
+            seq.mask,
+            max_new_tokens=self._hp("max_new_tokens", 48),
+            num_beams=self._hp("num_beams", 1),
+        )
+        return self.llm.decode(tokens.tolist())
+
+    def text_tokens(self, texts):
+        """Embeds ``" " + text`` of each string: ``(embeds, mask)``."""
+        ids = self.llm.encode([" " + t.strip() for t in texts])
+        tokens, mask = pad_ids(ids, self.llm.pad_id)
+        tokens, mask = tokens.to(self.device), mask.to(self.device).bool()
+        return self.llm.embed(tokens), mask
+
+    # ------------------------------------------------------- Brain hooks
+    def compute_forward(self, batch, stage):
+        """Training losses (TRAIN/VALID) or zero-shot decoding (TEST)."""
+        batch = batch.to(self.device)
+        feats, feat_mask = self.encode_audio(batch)
+        if stage == sb.Stage.TEST:
+            return self.zero_shot_forward(batch, feats, feat_mask)
+        template = TEMPLATES[self._hp("train_template", "audio")]
+        scale = self._hp("scale_to_transcript", template == "asr")
+        transcript, transcript_mask = self.text_segment(batch, "transcript_ids")
+        n_tokens = transcript_mask.sum(1)
+        target_lengths = n_tokens if scale else None
+        audio, audio_mask, cif = self.front_end(
+            feats, feat_mask, target_lengths
+        )
+        weights = self.loss_weights
+        parts = {}
+        if cif is not None:
+            parts["mse"] = embedding_mse_loss(
+                audio, audio_mask, self.llm.embed(transcript), transcript_mask
+            )
+            parts["quantity"] = quantity_loss(
+                cif.alpha_sum, n_tokens, beta=self.modules.connector.beta
+            )
+        if weights["ce"] > 0 or stage != sb.Stage.TRAIN:
+            # ASR data ("asr"): the answer is the transcript after the ASR
+            # prompt; few-shot ("text"): the task's answer after its text
+            # template
+            answer = self.text_segment(batch, "answer_ids")
+            seq = self.sequence(
+                batch, template, audio, audio_mask, answer=answer
+            )
+            parts["ce"] = self.llm.loss(
+                seq.embeds, seq.mask, seq.labels, seq.position_ids
+            )
+        out = {"parts": parts, "hyps": None, "diagnostics": {}}
+        if cif is not None and stage == sb.Stage.VALID:
+            # how text-like the prompts are: nearest token = transcript's
+            ids = transcript.masked_fill(~transcript_mask, -1)
+            out["diagnostics"]["token_acc"] = nearest_token_accuracy(
+                audio, audio_mask, token_embeddings(self.llm), ids
+            )
+        if stage == sb.Stage.VALID and self._hp("valid_decode", False):
+            audio, audio_mask, _ = self.front_end(feats, feat_mask)
+            out["hyps"] = self.generate(
+                self.sequence(batch, template, audio, audio_mask)
+            )
+        return out
+
+    def zero_shot_forward(self, batch, feats, feat_mask):
+        """ASR, Wav2Prompt and cascade hypotheses of a test batch."""
+        audio, audio_mask, _ = self.front_end(feats, feat_mask)
+        tasks = list(batch.task)
+        asr_hyps = self.generate(self.sequence(batch, "asr", audio, audio_mask))
+        hyps, cascade = list(asr_hyps), [None] * len(tasks)
+        rows = [i for i, t in enumerate(tasks) if t != "asr"]
+        if rows:
+            index = torch.tensor(rows, device=self.device)
+            sub_audio, sub_mask = select_rows([audio, audio_mask], index)
+            w2p = self.generate(
+                self.sequence(batch, "text", sub_audio, sub_mask, rows=index)
+            )
+            text, text_mask = self.text_tokens([asr_hyps[i] for i in rows])
+            casc = self.generate(
+                self.sequence(batch, "text", text, text_mask, rows=index)
+            )
+            for j, i in enumerate(rows):
+                hyps[i], cascade[i] = w2p[j], casc[j]
+        return {"parts": {}, "hyps": hyps, "cascade": cascade}
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Weighted sum of the loss parts; records hypotheses."""
+        if predictions["hyps"] is not None:
+            self.task_metrics.append(
+                list(batch.task),
+                list(batch.id),
+                predictions["hyps"],
+                list(batch.target),
+            )
+        cascade = predictions.get("cascade")
+        if cascade is not None:
+            rows = [i for i, h in enumerate(cascade) if h is not None]
+            if rows:
+                self.cascade_metrics.append(
+                    [batch.task[i] for i in rows],
+                    [batch.id[i] for i in rows],
+                    [cascade[i] for i in rows],
+                    [batch.target[i] for i in rows],
+                )
+        if stage == sb.Stage.TEST:
+            return torch.zeros((), device=self.device)
+        for name, value in predictions.get("diagnostics", {}).items():
+            self._accumulate(name, value)
+        loss = None
+        for name, value in predictions["parts"].items():
+            self._accumulate(name, value)
+            weight = self.loss_weights[name]
+            if weight > 0:
+                term = weight * value
+                loss = term if loss is None else loss + term
+        return loss
+
+    def on_stage_start(self, stage, epoch=None):
+        """Also resets the cascade's metrics."""
+        super().on_stage_start(stage, epoch)
+        self.cascade_metrics = TaskMetrics()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """As the base class; in TEST also writes the cascade's results."""
+        super().on_stage_end(stage, stage_loss, epoch)
+        if stage != sb.Stage.TEST:
+            return
+        self.cascade_summary = self.cascade_metrics.summarize()
+        out_dir = Path(self.hparams.output_folder)
+        name = self._hp("test_results_name", "test_results")
+        write_results(self.cascade_summary, out_dir / f"{name}_cascade.json")
+        self.cascade_metrics.write_predictions(
+            out_dir / f"{name}_cascade_hyps.jsonl"
+        )
+        logger.info(
+            "cascade:\n%s", results_table([("cascade", self.cascade_summary)])
+        )
+
+    def evaluate_zero_shot(self, test_set, loader_kwargs, name):
+        """Runs the test set; returns ``(wav2prompt, cascade)`` summaries.
+
+        Arguments
+        ---------
+        test_set : Dataset
+            The test set (built with the Wav2Prompt items).
+        loader_kwargs : dict
+            Test dataloader options.
+        name : str
+            Results file stem in the output folder.
+
+        Returns
+        -------
+        tuple of dict
+            Per-task summaries of the system and of the cascade.
+        """
+        self.hparams.test_results_name = name
+        self.evaluate(
+            test_set, min_key="loss", test_loader_kwargs=loader_kwargs
+        )
+        return self.test_summary, self.cascade_summary
 
 
 def main(argv):
     """Trains, then evaluates every test task zero-shot (and the cascade)."""
     hparams, run_opts = load_recipe_hparams(argv, __file__)
-    check_backbone_dims(hparams)
+    check_backbone_widths(hparams)
     weights = check_loss_weights(hparams["loss_weights"], hparams["connector"])
     pretrained = None
     if hparams.get("pretrained_frontend"):  # checked before the data
-        pretrained = find_trainable_checkpoint(hparams["pretrained_frontend"])
+        try:
+            pretrained = find_trainable_checkpoint(
+                hparams["pretrained_frontend"]
+            )
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"pretrained_frontend: {err}") from None
     datasets = build_datasets(hparams)
     for split in ("train", "valid", "test"):
         add_text_prompt_items(
@@ -135,11 +466,8 @@ def main(argv):
     summary["test"], summary["cascade"] = brain.evaluate_zero_shot(
         datasets["test"], test_opts, "test_results"
     )
-    test_tasks = hparams.get("test_tasks") or hparams["tasks"]
     summary["baselines"] = majority_baselines(
-        resolve_source(hparams["data_folder"]),
-        test_tasks,
-        datasets["entries"]["test"],
+        resolve_source(hparams["data_folder"]), datasets["entries"]["test"]
     )
     summary["train_tasks"] = list(
         hparams.get("train_tasks") or hparams["tasks"]
@@ -149,14 +477,52 @@ def main(argv):
     summary["train_manifest_split"] = (
         hparams.get("train_manifest_split") or "train"
     )
+    summary["trainable_parameters"] = n_trainable
     run_on_main(
-        write_run_summary,
-        kwargs={
-            "hparams": hparams,
-            "summary": summary,
-            "n_trainable": n_trainable,
-        },
+        write_summary,
+        args=[hparams["output_folder"], summary, results_lines(summary)],
     )
+
+
+def results_lines(summary):
+    """``results.md``: the system, its loss weights, and one table with a
+    column for the system, the cascade and (few-shot) the scores before
+    tuning.
+
+    Arguments
+    ---------
+    summary : dict
+        ``system``, ``trainable_parameters``, ``loss_weights``, ``test``,
+        ``cascade``, ``baselines`` and optional ``before_tuning``.
+
+    Returns
+    -------
+    list of str
+        Markdown lines.
+
+    Example
+    -------
+    >>> lines = results_lines({"system": "wav2prompt",
+    ...     "trainable_parameters": 5, "loss_weights": {"ce": 1.0},
+    ...     "test": {"slu": {"exact_match": 50.0, "n": 2}},
+    ...     "cascade": {"slu": {"exact_match": 100.0, "n": 2}},
+    ...     "baselines": {"slu": 25.0}})
+    >>> print("\\n".join(lines[4:]))
+    | task | metric | wav2prompt | cascade | n | majority |
+    |---|---|---:|---:|---:|---:|
+    | slu | exact_match ↑ | 50.00 | 100.00 | 2 | 25.00 |
+    """
+    system = summary["system"]
+    columns = [(system, summary["test"]), ("cascade", summary["cascade"])]
+    if summary.get("before_tuning"):
+        columns.insert(0, (f"{system} (before)", summary["before_tuning"]))
+    return [
+        f"system: {system}",
+        f"trainable parameters: {summary['trainable_parameters']:,}",
+        f"loss weights: {summary['loss_weights']}",
+        "",
+        results_table(columns, summary.get("baselines") or None),
+    ]
 
 
 if __name__ == "__main__":

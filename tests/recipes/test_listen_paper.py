@@ -10,7 +10,7 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from audiollm_lobes.brain import count_parameters
+from audiollm_lobes.trainable import count_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "recipes" / "LiSTEN" / "hparams" / "dps_paper.yaml"
@@ -42,7 +42,6 @@ def _load_on_meta(tmp_path):
         "encoder": None,
         "llm_token_embeddings": None,
         "llm_embedding_norm": 1.0,
-        "shape_check": None,
         "llm_source": "unused",
         "whisper_source": "unused",
         "beats_source": "unused",
@@ -80,8 +79,28 @@ def test_paper_scale_shapes(tmp_path):
     assert sorted(shapes.values()) == [(400, 4096), (400, 4096)]
 
 
-def test_paper_scale_rejects_other_backbones():
-    from audiollm_lobes.recipe_utils import check_shapes
+def test_paper_scale_rejects_other_backbones(tmp_path):
+    from types import SimpleNamespace
 
+    from audiollm_lobes.backbone_widths import check_backbone_widths
+
+    hp = _load_on_meta(tmp_path)
+    # backbones of the published widths pass, and every width is checked
+    encoder = SimpleNamespace(
+        output_dim=2048, stream_dims={"whisper": 1280, "beats": 768}
+    )
+    llm = SimpleNamespace(
+        hidden_size=4096, config=SimpleNamespace(num_hidden_layers=32)
+    )
+    hp = dict(hp, llm=llm, encoder=encoder)
+    assert check_backbone_widths(hp) == {
+        "llm_dim": 4096,
+        "encoder_dim": 2048,
+        "whisper_dim": 1280,
+        "beats_dim": 768,
+    }
+    small_llm = SimpleNamespace(
+        hidden_size=2048, config=SimpleNamespace(num_hidden_layers=16)
+    )
     with pytest.raises(ValueError, match="llm_dim=4096.*2048"):
-        check_shapes({"llm_dim": 4096}, {"llm_dim": 2048})
+        check_backbone_widths(dict(hp, llm=small_llm))

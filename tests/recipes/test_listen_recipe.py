@@ -126,7 +126,7 @@ def test_llm_attention_and_compile_options_reach_the_model(
     """The toy yamls train the LLM with HF's eager attention and a compiled
     decoder (both faster on a CPU: benchmarks/attention_step.py,
     benchmarks/compile_step.py); each is a one-line swap."""
-    from audiollm_lobes.recipe_utils import load_recipe_hparams
+    from audiollm_lobes.cli import load_recipe_hparams
 
     path = str(RECIPE / "hparams" / f"{name}.yaml")
     argv = [path, "--toy_profile=tiny", f"--output_folder={tmp_path}"]

@@ -12,7 +12,8 @@ from hyperpyyaml import load_hyperpyyaml
 
 import audiollm_lobes.encoders
 import audiollm_lobes.llm
-from audiollm_lobes.brain import count_parameters
+from audiollm_lobes.backbone_widths import check_backbone_widths
+from audiollm_lobes.trainable import count_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "PAL"
@@ -108,19 +109,15 @@ LLAMA_1B = {
 }
 
 
-class _MetaCausalLM(torch.nn.Module):
+class _MetaCausalLM(audiollm_lobes.llm.CausalLM):
     """Stands in for ``CausalLM``: a Llama-3.2-1B-shaped model, no weights."""
 
     def __init__(self, source, dtype=None, **kwargs):
-        super().__init__()
         del source, dtype, kwargs
+        torch.nn.Module.__init__(self)
         config = transformers.LlamaConfig(**LLAMA_1B)
-        self.model = transformers.LlamaForCausalLM(config)
-        self.model.requires_grad_(False)
-
-    @property
-    def hidden_size(self):
-        return self.model.config.hidden_size
+        model = transformers.LlamaForCausalLM(config)
+        self._wrap("meta", model, None, True, False)
 
     def embedding_norm(self):
         return 1.0
@@ -178,6 +175,13 @@ def test_pal_paper_meta_device(monkeypatch, tmp_path):
     assert count_parameters(llm, trainable_only=False) == 1_235_814_400
     assert count_parameters(llm) == 0
     assert hparams["routes"] == {"whisper": "plits", "audio_encoder": "lal"}
+    # train.py's width check covers every declared backbone width
+    assert check_backbone_widths(hparams) == {
+        "llm_dim": 2048,
+        "llm_layers": 16,
+        "whisper_dim": 1280,
+        "audio_encoder_dim": 768,
+    }
 
     trainable = {
         name: module

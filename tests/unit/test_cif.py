@@ -12,6 +12,7 @@ import torch
 
 from audiollm_lobes.cif import (
     CIF,
+    CIFPrompter,
     cif_integrate,
     embedding_mse_loss,
     nearest_token_accuracy,
@@ -520,3 +521,68 @@ def test_nearest_token_accuracy_bad_input(mask_len, table_dim, field):
             torch.zeros(5, table_dim),
             torch.zeros(1, 2, dtype=torch.long),
         )
+
+
+# ---------------------------------------------------------- CIFPrompter
+
+
+def test_prompter_without_layers_is_cif_then_projection():
+    """pre/post layers 0: LayerNorm -> linear -> CIF -> linear, exactly."""
+    torch.manual_seed(0)
+    prompter = CIFPrompter(6, 5, hidden_dim=7, weight_predictor="linear")
+    prompter.eval()
+    x = torch.randn(3, 9, 6)
+    mask = torch.arange(9)[None] < torch.tensor([[9], [5], [7]])
+    target = torch.tensor([4, 2, 3])
+    out = prompter(x, mask, target_lengths=target)
+
+    h = prompter.input_proj(prompter.input_norm(x))
+    h = h.masked_fill(~mask[..., None], 0.0)
+    alphas = torch.sigmoid(prompter.cif.predictor_out(h).squeeze(-1))
+    alphas = alphas * mask
+    fired, fired_mask = cif_integrate(h, alphas, target_lengths=target)
+    expected = prompter.out_proj(fired) * fired_mask[..., None]
+    assert torch.equal(out.mask, fired_mask)
+    assert torch.allclose(out.embeddings, expected, atol=1e-6)
+    assert torch.allclose(out.alpha_sum, alphas.sum(1), atol=1e-6)
+
+
+def test_prompter_sample_does_not_depend_on_batch_padding():
+    """A sample alone and padded in a batch fires the same vectors."""
+    torch.manual_seed(0)
+    prompter = CIFPrompter(
+        6, 5, hidden_dim=8, pre_layers=1, post_layers=1, num_heads=2
+    ).eval()
+    long = torch.randn(1, 12, 6)
+    short = torch.randn(1, 7, 6)
+    batch = torch.cat([long, torch.cat([short, torch.randn(1, 5, 6)], 1)])
+    mask = torch.arange(12)[None] < torch.tensor([[12], [7]])
+    with torch.no_grad():
+        both = prompter(batch, mask)
+        alone = prompter(short, torch.ones(1, 7, dtype=torch.bool))
+    n = int(alone.mask.sum())
+    assert int(both.mask[1].sum()) == n
+    assert torch.allclose(
+        both.embeddings[1, :n], alone.embeddings[0, :n], atol=1e-5
+    )
+    assert both.embeddings[1, n:].abs().sum() == 0
+
+
+def test_prompter_gradients_reach_predictor_through_scaled_cif():
+    prompter = CIFPrompter(4, 3, hidden_dim=4)
+    out = prompter(
+        torch.randn(2, 8, 4),
+        torch.ones(2, 8, dtype=torch.bool),
+        target_lengths=torch.tensor([3, 5]),
+    )
+    out.embeddings.pow(2).sum().backward()
+    assert prompter.cif.predictor_out.weight.grad.abs().sum() > 0
+
+
+def test_prompter_rejects_bad_shapes_and_sizes():
+    with pytest.raises(ValueError, match="input_dim"):
+        CIFPrompter(0, 4)
+    with pytest.raises(ValueError, match="num_heads"):
+        CIFPrompter(4, 4, hidden_dim=6, pre_layers=1, num_heads=4)
+    with pytest.raises(ValueError, match=r"x: expected \(batch, time, 4\)"):
+        CIFPrompter(4, 4)(torch.randn(1, 3, 5), torch.ones(1, 3).bool())

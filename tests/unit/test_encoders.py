@@ -17,10 +17,8 @@ from audiollm_lobes.encoders import (
     WhisperEncoder,
     align_streams,
 )
-from audiollm_lobes.toyworld.toy_encoders import (
-    make_toy_beats,
-    make_toy_whisper,
-)
+from audiollm_lobes.toyworld.toy_beats import make_toy_beats
+from audiollm_lobes.toyworld.toy_whisper import make_toy_whisper
 
 SR = 16000
 

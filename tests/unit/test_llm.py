@@ -12,12 +12,14 @@ import transformers
 from audiollm_lobes.llm import (
     IGNORE_INDEX,
     CausalLM,
+    decode_loop,
     left_align,
+    next_token_loss,
     pad_ids,
-    positions_from_mask,
     sample_top_p,
     truncate_after_eos,
 )
+from audiollm_lobes.masks import positions_from_mask
 from audiollm_lobes.toyworld.toy_lm import (
     _TINY_CORPUS,
     make_llama,
@@ -169,13 +171,16 @@ def test_encode_decode(lm):
 
 # ------------------------------------------------------------- helpers
 def test_positions_from_mask_loop():
+    """The default position ids of ``CausalLM.forward`` (``masks``): index
+    among the row's valid positions; 0 on padding (never a valid output)."""
     mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 0, 1, 1, 0]])
     expected = torch.zeros_like(mask)
     for b in range(mask.shape[0]):
         count = 0
         for t in range(mask.shape[1]):
-            expected[b, t] = max(count + int(mask[b, t]) - 1, 0)
-            count += int(mask[b, t])
+            if mask[b, t]:
+                expected[b, t] = count
+                count += 1
     assert torch.equal(positions_from_mask(mask), expected)
     assert torch.equal(positions_from_mask(mask, 2), expected[:, -2:])
 
@@ -194,6 +199,97 @@ def test_left_align_loop():
         assert torch.equal(embeds[b, width - n :], valid)
         assert torch.all(embeds[b, : width - n] == 0)
         assert new_mask[b].tolist() == [0] * (width - n) + [1] * n
+
+
+def test_next_token_loss_matches_a_loop():
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 5, 7, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 7, (3, 5), generator=gen)
+    labels[torch.rand(3, 5, generator=gen) > 0.6] = IGNORE_INDEX
+    labels[:, 0] = IGNORE_INDEX
+    labels[0, 1] = 4  # at least one target
+    seen = []
+
+    def logits_fn(at):
+        seen.append(at)
+        return logits[at]
+
+    got = next_token_loss(logits_fn, labels, logits, reduction="sum")
+    total = 0.0
+    for b in range(3):
+        for t in range(1, 5):
+            if labels[b, t] != IGNORE_INDEX:
+                total -= float(
+                    F.log_softmax(logits[b, t - 1], -1)[labels[b, t]]
+                )
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(total, rel=1e-6)
+    # logits are asked for exactly the positions before a label
+    assert torch.equal(seen[0][:, :-1], labels[:, 1:] != IGNORE_INDEX)
+    assert not seen[0][:, -1].any()
+
+
+def test_decode_loop_pads_after_eos_and_stops():
+    gen = torch.Generator().manual_seed(4)
+    steps = torch.randn(6, 4, 5, generator=gen)  # (step, batch, vocab)
+    fed = []
+
+    def next_logits(token):
+        fed.append(token)
+        return steps[len(fed) - 1].clone()
+
+    out = decode_loop(next_logits, 6, eos_ids=[1, 3], pad_id=0)
+    ref = truncate_after_eos(steps.argmax(-1).T, [1, 3], 0)
+    assert torch.equal(out, ref[:, : out.shape[1]])
+    # it stops at the step where the last sample ends (before the 6th
+    # here), and the model is never run on a token nobody needs
+    is_eos = torch.isin(ref, torch.tensor([1, 3]))
+    last = torch.where(is_eos.any(1), is_eos.long().argmax(1), 5)
+    assert out.shape[1] == int(last.max()) + 1 < 6
+    assert len(fed) == out.shape[1] and fed[0] is None
+    assert all(torch.equal(f, out[:, i]) for i, f in enumerate(fed[1:]))
+    # min_new_tokens forbids EOS
+    fed.clear()
+    out = decode_loop(next_logits, 6, [1, 3], 0, min_new_tokens=6)
+    assert out.shape[1] == 6 and not torch.isin(out, torch.tensor([1, 3])).any()
+
+
+def test_from_model_wraps_without_reloading(lm):
+    same = CausalLM.from_model(lm.model, lm.tokenizer)
+    assert same.model is lm.model
+    assert (same.bos_id, same.eos_ids, same.pad_id) == (
+        lm.bos_id,
+        lm.eos_ids,
+        lm.pad_id,
+    )
+    embeds, mask = _batch(lm, PROMPTS[:2])
+    assert torch.equal(same(embeds, mask).logits, lm(embeds, mask).logits)
+    with pytest.raises(TypeError, match="PreTrainedModel"):
+        CausalLM.from_model(lm)
+
+
+def test_from_model_special_ids_without_tokenizer():
+    def wrap(**ids):
+        config = transformers.LlamaConfig(
+            vocab_size=12,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            **ids,
+        )
+        return CausalLM.from_model(transformers.LlamaForCausalLM(config))
+
+    lm = wrap(bos_token_id=1, eos_token_id=[5, 2], pad_token_id=7)
+    assert (lm.bos_id, lm.eos_ids, lm.eos_id, lm.pad_id) == (1, [5, 2], 5, 7)
+    lm = wrap(eos_token_id=4, pad_token_id=None)
+    assert (lm.eos_ids, lm.pad_id) == ([4], 4)  # pad falls back to EOS
+    lm.model.generation_config.eos_token_id = None
+    assert lm.eos_ids == [4]  # from the model config
+    lm = wrap(bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    assert (lm.bos_id, lm.eos_ids, lm.pad_id) == (None, [], 0)
+    with pytest.raises(ValueError, match="tokenizer"):
+        lm.encode(["a"])
 
 
 def test_truncate_after_eos_loop():

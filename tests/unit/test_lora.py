@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from audiollm_lobes.brain import TrainableState
 from audiollm_lobes.llm import CausalLM
 from audiollm_lobes.lora import LoRAAdapter
 from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+from audiollm_lobes.trainable import TrainableState
 
 
 @pytest.fixture(scope="module")

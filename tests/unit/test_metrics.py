@@ -6,7 +6,6 @@ Authors
 
 import json
 import math
-import os
 import random
 
 import pytest
@@ -19,11 +18,9 @@ from audiollm_lobes.metrics import (
     cer,
     eer,
     exact_match,
-    format_table,
     majority_baseline,
     normalize_text,
     wer,
-    write_results,
 )
 
 # ------------------------------------------------------------- references
@@ -305,39 +302,6 @@ def test_write_predictions(tmp_path):
         "ref": "no",
         "score": 0.25,
     }
-
-
-# ------------------------------------------------------------ tables/files
-
-
-def test_format_table_and_write_results(tmp_path):
-    summary = {
-        "asr": {"wer": 12.345, "n": 10},
-        "speaker_verification": {"accuracy": 80.0, "eer": 15.0, "n": 20},
-        "emotion": {"accuracy": float("nan"), "n": 0},
-    }
-    baselines = {"speaker_verification": 50.0, "emotion": {"accuracy": 25.0}}
-    table = format_table(summary, baselines)
-    lines = table.splitlines()
-    assert lines[0] == "| task | metric | value | n | baseline |"
-    assert "| asr | wer ↓ | 12.35 | 10 | – |" in lines
-    assert "| speaker_verification | accuracy ↑ | 80.00 | 20 | 50.00 |" in lines
-    assert "| speaker_verification | eer ↓ | 15.00 | 20 | – |" in lines
-    assert "| emotion | accuracy ↑ | – | 0 | 25.00 |" in lines
-
-    json_path, md_path = write_results(
-        summary, tmp_path / "out" / "res.json", baselines
-    )
-    assert md_path == str(tmp_path / "out" / "res.md")
-    data = json.loads(open(json_path, encoding="utf-8").read())
-    assert data["results"]["asr"] == {"wer": 12.345, "n": 10}
-    assert data["results"]["emotion"]["accuracy"] is None
-    assert data["baselines"]["speaker_verification"] == 50.0
-    assert open(md_path, encoding="utf-8").read() == table + "\n"
-    # no temporary files are left behind; rewriting replaces the file
-    write_results({"asr": {"wer": 1.0, "n": 1}}, json_path)
-    assert sorted(os.listdir(tmp_path / "out")) == ["res.json", "res.md"]
-    assert json.load(open(json_path))["results"]["asr"]["wer"] == 1.0
 
 
 def test_task_metrics_table_is_consistent():

@@ -409,7 +409,7 @@ def test_resumed_pool_draws_the_same_ks_as_an_uninterrupted_one(tmp_path):
     """The stochastic-k generator state travels with the checkpoint
     (``TrainableState``): a pool restored mid-run continues the k sequence
     of the run it was saved from, not its own initial seed."""
-    from audiollm_lobes.brain import TrainableState
+    from audiollm_lobes.trainable import TrainableState
 
     pool = PromptPool(DIM, pool_size=30, seed=3)
     first = [pool.current_k() for _ in range(20)]
@@ -428,7 +428,7 @@ def test_resumed_pool_draws_the_same_ks_as_an_uninterrupted_one(tmp_path):
 def test_checkpoint_without_generator_state_still_loads(tmp_path):
     """Checkpoints written before the generator state was saved hold only
     parameters; they load (with a warning) and keep the pool's own state."""
-    from audiollm_lobes.brain import TrainableState
+    from audiollm_lobes.trainable import TrainableState
 
     pool = PromptPool(DIM, pool_size=30, seed=3)
     params = {

@@ -3,12 +3,14 @@
 Every sample's pieces (soft prompts, BOS + instruction before the audio,
 audio tokens, instruction after the audio, answer + EOS) are laid out
 contiguously and right-padded, so text positions never depend on the
-lengths of the other samples in the batch (DESIGN §3)::
+lengths of the other samples in the batch (``docs/design.md``, "Data
+flow")::
 
     [prompts][BOS][before][audio][after][answer][EOS][pad ...]
 
-Position ids come from the cumulative sum of the attention mask. All of it
-is built with tensor ops: one scatter per segment, no per-sample loop.
+Position ids come from the cumulative sum of the attention mask
+(``masks.positions_from_mask``). All of it is built with tensor ops: one
+scatter per segment, no per-sample loop.
 
 Authors
  * audiollm-lobes developers, 2026
@@ -18,6 +20,9 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
+
+from audiollm_lobes.llm import IGNORE_INDEX
+from audiollm_lobes.masks import positions_from_mask
 
 
 def pack_segments(values, masks):
@@ -83,31 +88,9 @@ def pack_segments(values, masks):
     return out, mask, dest_all
 
 
-def position_ids_from_mask(mask):
-    """Position ids as the cumulative sum of the attention mask, minus one.
-
-    Arguments
-    ---------
-    mask : torch.Tensor
-        ``(batch, len)`` attention mask.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(batch, len)`` long; padding positions get 0.
-
-    Example
-    -------
-    >>> position_ids_from_mask(torch.tensor([[1, 1, 1, 0]])).tolist()
-    [[0, 1, 2, 0]]
-    """
-    mask = mask.long()
-    return (torch.cumsum(mask, dim=1) - 1).clamp(min=0) * mask
-
-
 @dataclass
-class PackedSequence:
-    """An assembled LLM input.
+class PLITSSequence:
+    """An assembled LLM input in the PLITS layout (``assemble_plits``).
 
     Attributes
     ----------
@@ -118,7 +101,8 @@ class PackedSequence:
     position_ids : torch.Tensor
         ``(batch, len)``.
     labels : torch.Tensor or None
-        ``(batch, len)`` token ids at answer positions, -100 elsewhere.
+        ``(batch, len)`` token ids at answer positions, ``IGNORE_INDEX``
+        (-100) elsewhere; None for a generation prompt.
     segment_dest : list of torch.Tensor
         Where each segment's elements landed (see ``pack_segments``).
     """
@@ -142,7 +126,7 @@ def assemble_plits(
     answer_mask=None,
     prompts=None,
     prompts_mask=None,
-    ignore_index=-100,
+    ignore_index=IGNORE_INDEX,
 ):
     """Builds ``[prompts][before][audio][after][answer]`` for the LLM.
 
@@ -167,7 +151,7 @@ def assemble_plits(
 
     Returns
     -------
-    PackedSequence
+    PLITSSequence
         The packed input; ``labels`` hold the answer ids at their positions.
 
     Example
@@ -211,10 +195,10 @@ def assemble_plits(
         )
         labels, _, _ = pack_segments(id_values, masks)
         labels = torch.where(mask, labels, ignore_index)
-    return PackedSequence(
+    return PLITSSequence(
         embeds=embeds,
         mask=mask,
-        position_ids=position_ids_from_mask(mask),
+        position_ids=positions_from_mask(mask),
         labels=labels,
         segment_dest=dest,
     )

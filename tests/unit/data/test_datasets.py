@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audiollm_lobes.data.datasets import build_datasets
 from audiollm_lobes.data.pipeline import load_entries
-from audiollm_lobes.recipe_utils import build_datasets
 
 
 def _manifest(folder, split, task, n, prefix):
@@ -173,7 +173,7 @@ def _tasks_dataset(counts):
 
 
 def test_task_sampling_weights_set_each_tasks_share_of_draws():
-    from audiollm_lobes.recipe_utils import train_loader_kwargs
+    from audiollm_lobes.data.sampling import train_loader_kwargs
 
     train = _tasks_dataset({"asr": 5, "emotion": 50, "captioning": 20})
     weights = {"asr": 2.0, "emotion": 1.0, "captioning": 1.0}
@@ -208,7 +208,7 @@ def test_task_sampling_weights_set_each_tasks_share_of_draws():
     ],
 )
 def test_bad_task_sampling_weights_are_named(weights, message):
-    from audiollm_lobes.recipe_utils import example_weights
+    from audiollm_lobes.data.sampling import example_weights
 
     train = _tasks_dataset({"asr": 2, "emotion": 3})
     with pytest.raises(ValueError, match=message):

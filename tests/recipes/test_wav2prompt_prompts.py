@@ -1,4 +1,4 @@
-"""Tests for the Wav2Prompt lobes: CIF prompter, text prompts, loss weights.
+"""Wav2Prompt recipe helpers: text-task prompts and loss weights.
 
 Authors
  * audiollm-lobes developers, 2026
@@ -9,79 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_recipe_module
 
-from audiollm_lobes.cif import cif_integrate
+from audiollm_lobes.cif import CIFPrompter
 from audiollm_lobes.data.templates import PROMPT_FORMAT, TEXT_MARKER
-from audiollm_lobes.wav2prompt import (
-    CIFPrompter,
-    split_text_prompt,
-    text_instruction,
-)
-from audiollm_lobes.wav2prompt_brain import check_loss_weights
+
+text_prompts = load_recipe_module("Wav2Prompt", "text_prompts")
+check_loss_weights = load_recipe_module("Wav2Prompt").check_loss_weights
+split_text_prompt = text_prompts.split_text_prompt
+text_instruction = text_prompts.text_instruction
+add_text_prompt_items = text_prompts.add_text_prompt_items
 
 ZERO_SHOT_TASKS = ["asr", "translate_fr", "slu", "spoken_qa", "spoken_query_qa"]
-
-
-def test_prompter_without_layers_is_cif_then_projection():
-    """pre/post layers 0: LayerNorm -> linear -> CIF -> linear, exactly."""
-    torch.manual_seed(0)
-    prompter = CIFPrompter(6, 5, hidden_dim=7, weight_predictor="linear")
-    prompter.eval()
-    x = torch.randn(3, 9, 6)
-    mask = torch.arange(9)[None] < torch.tensor([[9], [5], [7]])
-    target = torch.tensor([4, 2, 3])
-    out = prompter(x, mask, target_lengths=target)
-
-    h = prompter.input_proj(prompter.input_norm(x))
-    h = h.masked_fill(~mask[..., None], 0.0)
-    alphas = torch.sigmoid(prompter.cif.predictor_out(h).squeeze(-1))
-    alphas = alphas * mask
-    fired, fired_mask = cif_integrate(h, alphas, target_lengths=target)
-    expected = prompter.out_proj(fired) * fired_mask[..., None]
-    assert torch.equal(out.mask, fired_mask)
-    assert torch.allclose(out.embeddings, expected, atol=1e-6)
-    assert torch.allclose(out.alpha_sum, alphas.sum(1), atol=1e-6)
-
-
-def test_prompter_sample_does_not_depend_on_batch_padding():
-    """A sample alone and padded in a batch fires the same vectors."""
-    torch.manual_seed(0)
-    prompter = CIFPrompter(
-        6, 5, hidden_dim=8, pre_layers=1, post_layers=1, num_heads=2
-    ).eval()
-    long = torch.randn(1, 12, 6)
-    short = torch.randn(1, 7, 6)
-    batch = torch.cat([long, torch.cat([short, torch.randn(1, 5, 6)], 1)])
-    mask = torch.arange(12)[None] < torch.tensor([[12], [7]])
-    with torch.no_grad():
-        both = prompter(batch, mask)
-        alone = prompter(short, torch.ones(1, 7, dtype=torch.bool))
-    n = int(alone.mask.sum())
-    assert int(both.mask[1].sum()) == n
-    assert torch.allclose(
-        both.embeddings[1, :n], alone.embeddings[0, :n], atol=1e-5
-    )
-    assert both.embeddings[1, n:].abs().sum() == 0
-
-
-def test_prompter_gradients_reach_predictor_through_scaled_cif():
-    prompter = CIFPrompter(4, 3, hidden_dim=4)
-    out = prompter(
-        torch.randn(2, 8, 4),
-        torch.ones(2, 8, dtype=torch.bool),
-        target_lengths=torch.tensor([3, 5]),
-    )
-    out.embeddings.pow(2).sum().backward()
-    assert prompter.cif.predictor_out.weight.grad.abs().sum() > 0
-
-
-def test_prompter_rejects_bad_shapes_and_sizes():
-    with pytest.raises(ValueError, match="input_dim"):
-        CIFPrompter(0, 4)
-    with pytest.raises(ValueError, match="num_heads"):
-        CIFPrompter(4, 4, hidden_dim=6, pre_layers=1, num_heads=4)
-    with pytest.raises(ValueError, match=r"x: expected \(batch, time, 4\)"):
-        CIFPrompter(4, 4)(torch.randn(1, 3, 5), torch.ones(1, 3).bool())
 
 
 def test_loss_weights_are_checked():
@@ -146,7 +85,6 @@ def test_asr_prompt_items(asr_prompt, tiny_backbones):
     from speechbrain.dataio.dataset import DynamicItemDataset
 
     from audiollm_lobes.llm import CausalLM
-    from audiollm_lobes.wav2prompt import add_text_prompt_items
 
     llm = CausalLM(str(Path(tiny_backbones) / "lm"))
     entries = {
@@ -197,7 +135,6 @@ def test_asr_prompt_is_checked(tiny_backbones):
     from speechbrain.dataio.dataset import DynamicItemDataset
 
     from audiollm_lobes.llm import CausalLM
-    from audiollm_lobes.wav2prompt import add_text_prompt_items
 
     llm = CausalLM(str(Path(tiny_backbones) / "lm"))
     entry = {"task": "asr", "instruction": "<audio> x", "transcript": "a"}

@@ -1,9 +1,10 @@
-"""LAL (attention-only audio injection) and PAL routing against references.
+"""LAL (attention-only audio injection) against references.
 
 The main reference is a hand-written float64 forward of the whole decoder
 (RMSNorm, RoPE with explicit pair rotation, per-head GQA attention over
 ``[audio K/V ; causal text]``, SwiGLU MLP on text only), looping over
-samples and heads and using only each sample's valid tokens.
+samples and heads and using only each sample's valid tokens. The HF models
+are built in memory and wrapped with ``CausalLM.from_model``.
 """
 
 import copy
@@ -14,11 +15,11 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from audiollm_lobes.injection import assemble_plits
-from audiollm_lobes.lal import (
+from audiollm_lobes.injection import (
     LAL_ATTENTION,
     AttentionOnlyInjector,
     PALRouter,
+    assemble_plits,
 )
 from audiollm_lobes.llm import CausalLM, pad_ids, truncate_after_eos
 
@@ -76,6 +77,11 @@ def llama64():
 @pytest.fixture(scope="module")
 def llama32():
     return _model("llama", torch.float32)
+
+
+def _injector(model, *args, **kwargs):
+    """``AttentionOnlyInjector`` on an HF model wrapped in a ``CausalLM``."""
+    return AttentionOnlyInjector(CausalLM.from_model(model), *args, **kwargs)
 
 
 def _perturb(module, seed=1, scale=0.3):
@@ -217,7 +223,7 @@ def _greedy_uncached(lal, audio, audio_mask, text, text_mask, steps):
     ],
 )
 def test_llama_matches_reference_float64(llama64, kv_projection, audio_rope):
-    lal = AttentionOnlyInjector(
+    lal = _injector(
         llama64,
         audio_dim=HIDDEN,
         lal_layers=[1, 3],
@@ -242,7 +248,7 @@ def test_llama_matches_reference_float64(llama64, kv_projection, audio_rope):
 def test_qwen2_family_matches_reference_float64():
     model = _model("qwen2")
     assert model.model.layers[0].self_attn.k_proj.bias is not None
-    lal = AttentionOnlyInjector(
+    lal = _injector(
         model, audio_dim=HIDDEN, lal_layers="all", audio_rope="prefix"
     ).double()
     _perturb(lal)
@@ -254,7 +260,7 @@ def test_qwen2_family_matches_reference_float64():
 
 
 def test_audio_dim_differs_from_hidden(llama64):
-    lal = AttentionOnlyInjector(llama64, audio_dim=12, lal_layers=[0, 2])
+    lal = _injector(llama64, audio_dim=12, lal_layers=[0, 2])
     lal = lal.double()
     _perturb(lal)
     audio, audio_mask, text, text_mask = _batch(torch.float64, dim=12)
@@ -267,7 +273,7 @@ def test_audio_dim_differs_from_hidden(llama64):
 def test_eager_model_gets_the_same_result(llama64):
     eager = copy.deepcopy(llama64)
     eager.config._attn_implementation = "eager"
-    lal = AttentionOnlyInjector(eager, audio_dim=HIDDEN, lal_layers=[2])
+    lal = _injector(eager, audio_dim=HIDDEN, lal_layers=[2])
     lal = lal.double()
     _perturb(lal)
     audio, audio_mask, text, text_mask = _batch(torch.float64, seed=5)
@@ -281,7 +287,7 @@ def test_eager_model_gets_the_same_result(llama64):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_no_lal_layers_is_the_text_only_llm(dtype):
     model = _model("llama", dtype)
-    lal = AttentionOnlyInjector(model, audio_dim=HIDDEN, lal_layers=[])
+    lal = _injector(model, audio_dim=HIDDEN, lal_layers=[])
     assert sum(p.numel() for p in lal.parameters()) == 0
     audio, audio_mask, text, text_mask = _batch(dtype)
     got = lal(text, text_mask, audio, audio_mask)
@@ -295,7 +301,7 @@ def test_no_lal_layers_is_the_text_only_llm(dtype):
 
 
 def test_layers_outside_lal_layers_hold_no_audio(llama32):
-    lal = AttentionOnlyInjector(llama32, audio_dim=HIDDEN, lal_layers=[0, 2])
+    lal = _injector(llama32, audio_dim=HIDDEN, lal_layers=[0, 2])
     audio, audio_mask, _, _ = _batch(torch.float32)
     cache, mask = lal.build_cache(audio, audio_mask)
     lengths = [cache.get_seq_length(i) for i in range(LAYERS)]
@@ -309,9 +315,7 @@ def test_audio_rope_none_ignores_audio_order_prefix_does_not(llama64):
     text, text_mask = text[:1], text_mask[:1]
     flipped = audio.flip(1)
     for rope, same in (("none", True), ("prefix", False)):
-        lal = AttentionOnlyInjector(
-            llama64, audio_dim=HIDDEN, audio_rope=rope
-        ).double()
+        lal = _injector(llama64, audio_dim=HIDDEN, audio_rope=rope).double()
         _perturb(lal)
         a = lal(text, text_mask, audio, audio_mask)
         b = lal(text, text_mask, flipped, audio_mask)
@@ -320,7 +324,7 @@ def test_audio_rope_none_ignores_audio_order_prefix_does_not(llama64):
 
 
 def test_prefix_text_positions_continue_after_the_audio(llama32):
-    lal = AttentionOnlyInjector(llama32, HIDDEN, audio_rope="prefix")
+    lal = _injector(llama32, HIDDEN, audio_rope="prefix")
     audio_mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
     text_mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0]])
     positions = lal.text_positions(text_mask.bool(), audio_mask.bool())
@@ -330,9 +334,7 @@ def test_prefix_text_positions_continue_after_the_audio(llama32):
 def test_gradients_reach_the_maps_only():
     model = _model("llama", torch.float32)
     for kv in ("shared", "new"):
-        lal = AttentionOnlyInjector(
-            model, HIDDEN, lal_layers=[1, 2], kv_projection=kv
-        )
+        lal = _injector(model, HIDDEN, lal_layers=[1, 2], kv_projection=kv)
         audio, audio_mask, text, text_mask = _batch(torch.float32)
         labels = torch.randint(3, VOCAB, text_mask.shape)
         labels = labels.masked_fill(~text_mask, -100)
@@ -355,7 +357,7 @@ def test_gradients_reach_the_maps_only():
 
 
 def test_loss_is_cross_entropy_of_the_reference(llama64):
-    lal = AttentionOnlyInjector(llama64, HIDDEN, lal_layers=[0, 3]).double()
+    lal = _injector(llama64, HIDDEN, lal_layers=[0, 3]).double()
     _perturb(lal)
     audio, audio_mask, text, text_mask = _batch(torch.float64, seed=7)
     labels = torch.randint(3, VOCAB, text_mask.shape)
@@ -374,7 +376,7 @@ def test_loss_is_cross_entropy_of_the_reference(llama64):
 
 @pytest.mark.parametrize("audio_rope", ["none", "prefix"])
 def test_cached_generation_equals_uncached_greedy(llama32, audio_rope):
-    lal = AttentionOnlyInjector(
+    lal = _injector(
         llama32, HIDDEN, lal_layers=[1, 2, 3], audio_rope=audio_rope
     )
     _perturb(lal)
@@ -388,7 +390,7 @@ def test_cached_generation_equals_uncached_greedy(llama32, audio_rope):
 
 
 def test_generation_stops_at_eos_and_pads(llama32):
-    lal = AttentionOnlyInjector(llama32, HIDDEN, lal_layers=[0, 1])
+    lal = _injector(llama32, HIDDEN, lal_layers=[0, 1])
     _perturb(lal)
     audio, audio_mask, text, text_mask = _batch(torch.float32, seed=4)
     free = lal.generate(audio, audio_mask, text, text_mask, 8, eos_ids=[])
@@ -402,9 +404,7 @@ def test_generation_stops_at_eos_and_pads(llama32):
 
 
 def test_batch_decodes_like_each_sample_alone(llama32):
-    lal = AttentionOnlyInjector(
-        llama32, HIDDEN, lal_layers=[0, 2, 3], audio_rope="prefix"
-    )
+    lal = _injector(llama32, HIDDEN, lal_layers=[0, 2, 3], audio_rope="prefix")
     _perturb(lal)
     audio, audio_mask, text, text_mask = _batch(torch.float32, seed=6)
     batch_tokens = lal.generate(
@@ -434,7 +434,7 @@ def test_pal_routing_with_plits_tokens_in_loss_and_generation(llama64):
     assert torch.equal(routed.plits_mask, w_mask)
     assert torch.equal(routed.lal_mask, b_mask)
 
-    lal = AttentionOnlyInjector(llama64, HIDDEN, lal_layers=[1, 3]).double()
+    lal = _injector(llama64, HIDDEN, lal_layers=[1, 3]).double()
     _perturb(lal)
     embed = llama64.get_input_embeddings()
     before = torch.tensor([[1, 7, 8], [1, 9, 0]])
@@ -484,44 +484,18 @@ def test_pal_routing_with_plits_tokens_in_loss_and_generation(llama64):
     assert torch.equal(got, ref_tokens)
 
 
-def test_router_packs_streams_and_checks_them():
-    router = PALRouter({"a": "plits", "b": "lal", "c": "lal"})
-    a = torch.randn(2, 2, 3)
-    b = torch.arange(12.0).view(2, 2, 3)
-    c = -torch.arange(6.0).view(2, 1, 3) - 1
-    bm = torch.tensor([[1, 0], [1, 1]]).bool()
-    cm = torch.tensor([[1], [1]]).bool()
-    out = router(
-        {"a": (a, torch.ones(2, 2).bool()), "b": (b, bm), "c": (c, cm)}
-    )
-    assert out.lal_mask.tolist() == [[True, True, False], [True, True, True]]
-    assert torch.equal(out.lal[0, :2], torch.stack([b[0, 0], c[0, 0]]))
-    assert torch.equal(out.lal[1], torch.cat([b[1], c[1]]))
-    assert torch.all(out.lal[0, 2] == 0)
-    with pytest.raises(ValueError, match="missing"):
-        router({"a": (a, torch.ones(2, 2).bool())})
-    with pytest.raises(ValueError, match="one of"):
-        PALRouter({"a": "prefix"})
-    with pytest.raises(ValueError, match="'c'"):
-        router(
-            {
-                "a": (a, torch.ones(2, 2).bool()),
-                "b": (b, bm),
-                "c": (torch.randn(2, 1, 5), cm),
-            }
-        )
-
-
 def test_bad_arguments_are_reported(llama32):
     with pytest.raises(ValueError, match="out of range"):
-        AttentionOnlyInjector(llama32, HIDDEN, lal_layers=[0, LAYERS])
+        _injector(llama32, HIDDEN, lal_layers=[0, LAYERS])
     with pytest.raises(ValueError, match="kv_projection"):
-        AttentionOnlyInjector(llama32, HIDDEN, kv_projection="tied")
+        _injector(llama32, HIDDEN, kv_projection="tied")
     with pytest.raises(ValueError, match="audio_rope"):
-        AttentionOnlyInjector(llama32, HIDDEN, audio_rope="alibi")
+        _injector(llama32, HIDDEN, audio_rope="alibi")
     with pytest.raises(TypeError, match="PreTrainedModel"):
         AttentionOnlyInjector(object(), HIDDEN)
-    lal = AttentionOnlyInjector(llama32, HIDDEN)
+    with pytest.raises(TypeError, match="CausalLM.from_model"):
+        AttentionOnlyInjector(llama32, HIDDEN)  # an unwrapped HF model
+    lal = _injector(llama32, HIDDEN)
     audio, audio_mask, text, text_mask = _batch(torch.float32)
     with pytest.raises(ValueError, match="audio_dim=32"):
         lal(text, text_mask, audio[..., :5], audio_mask)

@@ -4,16 +4,16 @@ PAL (Alex et al., "Probing Audio Encoders via LLMs") contrasts three ways
 of feeding audio tokens to a frozen causal LM:
 
 * **PLITS**: the audio tokens are spliced into the input embeddings and go
-  through every layer (see ``injection.assemble_plits``);
+  through every layer (``plits.assemble_plits``);
 * **LAL**: the audio tokens never form queries and never pass through a
   feed-forward block. In each chosen layer they only add keys and values,
   so the text queries attend over ``[audio K/V ; text K/V]`` (all valid
   audio visible, text causal among itself);
-* **PAL**: a per-encoder choice between the two (``PALRouter``).
+* **PAL**: a per-encoder choice between the two (``pal.PALRouter``).
 
 The paper's equations were not available, so what follows is our
-reconstruction (DESIGN §4). For each layer ``l`` in ``lal_layers`` the
-audio tokens ``A`` become
+reconstruction (``docs/design.md``, "LAL" section). For each layer ``l``
+in ``lal_layers`` the audio tokens ``A`` become
 
 * ``kv_projection="shared"`` (default): ``X = norm_l(A @ M_l^T + b_l)``
   with a trainable per-layer map ``M_l`` (initialised at the identity) and
@@ -40,7 +40,10 @@ and audio padding differs per sample, every layer gets its own explicit
 4-D boolean mask: a small attention function registered with
 ``transformers.AttentionInterface`` picks the mask of ``module.layer_idx``
 and runs HF's SDPA attention. The model's attention implementation is
-switched to it only for the duration of an injector call.
+switched to it only for the duration of an injector call. The injector
+runs on a ``CausalLM``: its output layer (``CausalLM.head``), its special
+ids, and the loss and decoding loop it shares (``llm.next_token_loss``,
+``llm.decode_loop``); only the text pass over the audio cache is its own.
 
 Supported families: decoder-only HF models with the Llama layout
 (``model.layers[i].self_attn.{k_proj, v_proj}``, ``input_layernorm``,
@@ -52,23 +55,19 @@ Authors
 """
 
 import contextlib
-from typing import NamedTuple, Optional
 
 import torch
-import torch.nn.functional as F
 import transformers
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from audiollm_lobes.injection import pack_segments, position_ids_from_mask
-
-IGNORE_INDEX = -100
+from audiollm_lobes.llm import CausalLM, decode_loop, next_token_loss
+from audiollm_lobes.masks import positions_from_mask
 
 #: Name under which the per-layer-mask attention is registered.
 LAL_ATTENTION = "audiollm_lobes_lal"
 
 KV_PROJECTIONS = ("shared", "new")
 AUDIO_ROPE = ("none", "prefix")
-ROUTES = ("plits", "lal")
 
 
 def lal_attention_forward(
@@ -225,22 +224,6 @@ def _linear_names(layer):
     return attn
 
 
-def _resolve_hf(llm):
-    if hasattr(llm, "get_base_model"):  # a peft model
-        llm = llm.get_base_model()
-    if isinstance(llm, transformers.PreTrainedModel):
-        return llm
-    inner = getattr(llm, "model", None)
-    if hasattr(inner, "get_base_model"):
-        inner = inner.get_base_model()
-    if isinstance(inner, transformers.PreTrainedModel):
-        return inner
-    raise TypeError(
-        "llm must be a CausalLM wrapper or a transformers PreTrainedModel; "
-        f"got {type(llm).__name__}"
-    )
-
-
 class AttentionOnlyInjector(torch.nn.Module):
     """LAL: audio tokens as extra keys/values of chosen frozen-LLM layers.
 
@@ -250,8 +233,9 @@ class AttentionOnlyInjector(torch.nn.Module):
 
     Arguments
     ---------
-    llm : CausalLM or transformers.PreTrainedModel
-        The frozen causal LM (``CausalLM`` wrapper or the HF model).
+    llm : CausalLM
+        The frozen causal LM (an HF model in memory is wrapped with
+        ``CausalLM.from_model``).
     audio_dim : int
         Width of the audio tokens.
     lal_layers : str or list of int
@@ -273,15 +257,17 @@ class AttentionOnlyInjector(torch.nn.Module):
     ...     num_hidden_layers=2, num_attention_heads=2,
     ...     num_key_value_heads=1,
     ... )
-    >>> model = transformers.LlamaForCausalLM(config)
-    >>> lal = AttentionOnlyInjector(model, audio_dim=16, lal_layers=[1])
+    >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+    >>> lal = AttentionOnlyInjector(llm, audio_dim=16, lal_layers=[1])
     >>> audio, audio_mask = torch.randn(2, 5, 16), torch.ones(2, 5).bool()
-    >>> text = model.get_input_embeddings()(torch.tensor([[1, 2], [3, 0]]))
+    >>> text = llm.embed(torch.tensor([[1, 2], [3, 0]]))
     >>> text_mask = torch.tensor([[1, 1], [1, 0]]).bool()
     >>> lal(text, text_mask, audio, audio_mask).shape
     torch.Size([2, 2, 20])
     >>> lal.generate(audio, audio_mask, text, text_mask, 3, eos_ids=[]).shape
     torch.Size([2, 3])
+    >>> [name for name, _ in lal.named_parameters()]
+    ['maps.1.weight', 'maps.1.bias']
     """
 
     def __init__(
@@ -294,10 +280,14 @@ class AttentionOnlyInjector(torch.nn.Module):
         freeze_llm=True,
     ):
         super().__init__()
-        hf = _resolve_hf(llm)
+        if not isinstance(llm, CausalLM):
+            raise TypeError(
+                "llm must be a CausalLM (wrap a transformers PreTrainedModel "
+                f"with CausalLM.from_model); got {type(llm).__name__}"
+            )
         # Not a submodule: the frozen LLM must not be saved or trained here.
-        self.__dict__["hf_model"] = hf
         self.__dict__["llm"] = llm
+        hf = llm.model
         config = hf.config
         decoder = self._decoder()
         layers = getattr(decoder, "layers", None)
@@ -392,16 +382,17 @@ class AttentionOnlyInjector(torch.nn.Module):
         return sorted(set(lal_layers))
 
     def _decoder(self):
-        hf = self.hf_model
-        base = getattr(hf, "model", None)
-        if isinstance(base, torch.nn.Module):
-            return base
-        return hf.get_decoder()
+        return self.llm.decoder()
+
+    @property
+    def hf_model(self):
+        """The HF model of the wrapped ``CausalLM``."""
+        return self.llm.model
 
     @property
     def llm_dtype(self):
         """Dtype of the LLM weights."""
-        return self.hf_model.get_input_embeddings().weight.dtype
+        return self.llm.dtype
 
     @contextlib.contextmanager
     def _lal_attention(self):
@@ -496,9 +487,8 @@ class AttentionOnlyInjector(torch.nn.Module):
         ...     num_hidden_layers=1, num_attention_heads=2,
         ...     num_key_value_heads=1,
         ... )
-        >>> lal = AttentionOnlyInjector(
-        ...     transformers.LlamaForCausalLM(config), audio_dim=8
-        ... )
+        >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> lal = AttentionOnlyInjector(llm, audio_dim=8)
         >>> k, v = lal.audio_key_values(
         ...     torch.randn(3, 5, 8), torch.ones(3, 5).bool(), 0
         ... )
@@ -535,7 +525,7 @@ class AttentionOnlyInjector(torch.nn.Module):
                 keys = k_norm(keys.flatten(2)).view_as(keys)
         keys, values = keys.transpose(1, 2), values.transpose(1, 2)
         if self.audio_rope == "prefix":
-            keys = self._rotate(keys, position_ids_from_mask(audio_mask))
+            keys = self._rotate(keys, positions_from_mask(audio_mask))
         return keys, values
 
     # -------------------------------------------------------- public API
@@ -566,9 +556,8 @@ class AttentionOnlyInjector(torch.nn.Module):
         ...     vocab_size=8, hidden_size=8, intermediate_size=8,
         ...     num_hidden_layers=2, num_attention_heads=2,
         ... )
-        >>> lal = AttentionOnlyInjector(
-        ...     transformers.LlamaForCausalLM(config), 8, lal_layers=[1]
-        ... )
+        >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> lal = AttentionOnlyInjector(llm, 8, lal_layers=[1])
         >>> cache, mask = lal.build_cache(torch.randn(2, 4, 8))
         >>> [cache.get_seq_length(i) for i in range(2)], mask.shape
         ([0, 4], torch.Size([2, 4]))
@@ -605,15 +594,14 @@ class AttentionOnlyInjector(torch.nn.Module):
         ...     vocab_size=8, hidden_size=8, intermediate_size=8,
         ...     num_hidden_layers=1, num_attention_heads=2,
         ... )
-        >>> lal = AttentionOnlyInjector(
-        ...     transformers.LlamaForCausalLM(config), 8, audio_rope="prefix"
-        ... )
+        >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> lal = AttentionOnlyInjector(llm, 8, audio_rope="prefix")
         >>> am = torch.tensor([[1, 1, 1], [1, 0, 0]]).bool()
         >>> tm = torch.tensor([[1, 1], [1, 0]]).bool()
         >>> lal.text_positions(tm, am).tolist()
         [[3, 4], [1, 1]]
         """
-        positions = position_ids_from_mask(text_mask)
+        positions = positions_from_mask(text_mask)
         if self.audio_rope == "prefix" and audio_mask is not None:
             positions = positions + audio_mask.long().sum(1, keepdim=True)
         return positions
@@ -644,13 +632,6 @@ class AttentionOnlyInjector(torch.nn.Module):
                 lal_layer_masks=masks,
             )
         return out.last_hidden_state
-
-    def _head(self, hidden):
-        logits = self.hf_model.get_output_embeddings()(hidden)
-        cap = getattr(self.hf_model.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
 
     def forward(
         self,
@@ -685,8 +666,24 @@ class AttentionOnlyInjector(torch.nn.Module):
 
         Example
         -------
-        >>> AttentionOnlyInjector.forward.__name__
-        'forward'
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=16, intermediate_size=32,
+        ...     num_hidden_layers=2, num_attention_heads=2,
+        ... )
+        >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> text = llm.embed(torch.tensor([[1, 5, 6], [1, 7, 0]]))
+        >>> text_mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
+        >>> audio, audio_mask = torch.randn(2, 4, 16), torch.ones(2, 4).bool()
+        >>> lal = AttentionOnlyInjector(llm, audio_dim=16)
+        >>> logits = lal(text, text_mask, audio, audio_mask)[text_mask]
+        >>> plain = llm(text, text_mask).logits[text_mask]
+        >>> torch.allclose(lal(text, text_mask)[text_mask], plain, atol=1e-6)
+        True
+        >>> torch.allclose(logits, plain, atol=1e-3)  # the audio is heard
+        False
+        >>> lal(text, text_mask, audio, audio_mask, logits_at=text_mask).shape
+        torch.Size([5, 20])
         """
         text_mask = self._check_text(text_embeds, text_mask)
         audio, audio_mask = self._check_audio(audio, audio_mask)
@@ -704,13 +701,13 @@ class AttentionOnlyInjector(torch.nn.Module):
             text_embeds.to(self.llm_dtype), masks, positions, cache
         )
         if logits_at is None:
-            return self._head(hidden)
+            return self.llm.head(hidden)
         if logits_at.shape != text_mask.shape:
             raise ValueError(
                 f"logits_at must be {tuple(text_mask.shape)}; got "
                 f"{tuple(logits_at.shape)}"
             )
-        return self._head(hidden[logits_at.bool()])
+        return self.llm.head(hidden[logits_at.bool()])
 
     def loss(
         self,
@@ -746,43 +743,33 @@ class AttentionOnlyInjector(torch.nn.Module):
 
         Example
         -------
-        >>> AttentionOnlyInjector.loss.__name__
-        'loss'
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=16, intermediate_size=32,
+        ...     num_hidden_layers=2, num_attention_heads=2,
+        ... )
+        >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> text = llm.embed(torch.tensor([[1, 5, 6], [1, 7, 0]]))
+        >>> text_mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
+        >>> audio, audio_mask = torch.randn(2, 4, 16), torch.ones(2, 4).bool()
+        >>> labels = torch.tensor([[-100, 5, 6], [-100, 7, -100]])
+        >>> lal = AttentionOnlyInjector(llm, audio_dim=16, lal_layers=[])
+        >>> loss = lal.loss(text, text_mask, labels, audio, audio_mask)
+        >>> torch.allclose(loss, llm.loss(text, text_mask, labels))
+        True
         """
         if labels.shape != text_mask.shape:
             raise ValueError(
                 f"labels must be {tuple(text_mask.shape)} like text_mask; "
                 f"got {tuple(labels.shape)}"
             )
-        targets = labels[:, 1:]
-        valid = targets != IGNORE_INDEX
-        if not bool(valid.any()):
-            return (text_embeds.sum() * 0.0).float()
-        logits_at = torch.zeros_like(labels, dtype=torch.bool)
-        logits_at[:, :-1] = valid
-        logits = self.forward(
-            text_embeds, text_mask, audio, audio_mask, logits_at=logits_at
-        )
-        return F.cross_entropy(
-            logits.float(), targets[valid], reduction=reduction
-        )
 
-    def _special_ids(self, eos_ids, pad_id):
-        if eos_ids is None:
-            eos_ids = getattr(self.llm, "eos_ids", None)
-        if eos_ids is None:
-            eos = self.hf_model.generation_config.eos_token_id
-            eos = self.hf_model.config.eos_token_id if eos is None else eos
-            eos_ids = [] if eos is None else eos
-        if isinstance(eos_ids, int):
-            eos_ids = [eos_ids]
-        if pad_id is None:
-            pad_id = getattr(self.llm, "pad_id", None)
-        if pad_id is None:
-            pad_id = self.hf_model.config.pad_token_id
-        if pad_id is None:
-            pad_id = eos_ids[0] if eos_ids else 0
-        return list(eos_ids), int(pad_id)
+        def logits_at(where):
+            return self.forward(
+                text_embeds, text_mask, audio, audio_mask, logits_at=where
+            )
+
+        return next_token_loss(logits_at, labels, text_embeds, reduction)
 
     @torch.no_grad()
     def generate(
@@ -815,10 +802,9 @@ class AttentionOnlyInjector(torch.nn.Module):
         max_new_tokens : int
             Maximum number of generated tokens.
         eos_ids : list of int, optional
-            Tokens that end a sample (default: the wrapper's ``eos_ids`` or
-            the HF generation config's).
+            Tokens that end a sample (default: the LLM's ``eos_ids``).
         pad_id : int, optional
-            Written after EOS (default: the wrapper's ``pad_id``).
+            Written after EOS (default: the LLM's ``pad_id``).
 
         Returns
         -------
@@ -828,10 +814,28 @@ class AttentionOnlyInjector(torch.nn.Module):
 
         Example
         -------
-        >>> AttentionOnlyInjector.generate.__name__
-        'generate'
+        >>> _ = torch.manual_seed(0)
+        >>> config = transformers.LlamaConfig(
+        ...     vocab_size=20, hidden_size=16, intermediate_size=32,
+        ...     num_hidden_layers=2, num_attention_heads=2,
+        ... )
+        >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+        >>> text = llm.embed(torch.tensor([[1, 5, 6], [1, 7, 0]]))
+        >>> text_mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
+        >>> audio, audio_mask = torch.randn(2, 4, 16), torch.ones(2, 4).bool()
+        >>> lal = AttentionOnlyInjector(llm, audio_dim=16)
+        >>> out = lal.generate(audio, audio_mask, text, text_mask, 4)
+        >>> out.shape[0], out.shape[1] <= 4
+        (2, True)
+        >>> alone = lal.generate(
+        ...     audio[1:], None, text[1:, :2], text_mask[1:, :2], 4
+        ... )
+        >>> torch.equal(alone[0], out[1, : alone.shape[1]])  # padding: no-op
+        True
         """
-        eos_ids, pad_id = self._special_ids(eos_ids, pad_id)
+        eos_ids = self.llm.eos_ids if eos_ids is None else eos_ids
+        eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids)
+        pad_id = self.llm.pad_id if pad_id is None else int(pad_id)
         text_mask = self._check_text(text_embeds, text_mask)
         audio, audio_mask = self._check_audio(audio, audio_mask)
         if max_new_tokens < 1:
@@ -852,149 +856,24 @@ class AttentionOnlyInjector(torch.nn.Module):
         last = hidden[torch.arange(batch, device=device), lengths - 1]
         next_pos = positions[torch.arange(batch, device=device), lengths - 1]
         key_mask = text_mask
-        eos = torch.as_tensor(eos_ids, dtype=torch.long, device=device)
-        done = torch.zeros(batch, dtype=torch.bool, device=device)
-        embed = self.hf_model.get_input_embeddings()
-        out = []
-        for step in range(max_new_tokens):
-            token = self._head(last).argmax(-1)
-            token = torch.where(done, pad_id, token)
-            out.append(token)
-            done = done | torch.isin(token, eos)
-            if bool(done.all()) or step == max_new_tokens - 1:
-                break
-            key_mask = torch.cat(
-                [key_mask, torch.ones_like(key_mask[:, :1])], dim=1
-            )
-            next_pos = next_pos + 1
-            masks = self._layer_masks(
-                audio_mask, key_mask, key_mask[:, None, None, :]
-            )
-            last = self._run(
-                embed(token[:, None]), masks, next_pos[:, None], cache
-            )[:, -1]
-        return torch.stack(out, dim=1)
 
-
-class PALRouting(NamedTuple):
-    """Audio tokens split by route.
-
-    Attributes
-    ----------
-    plits : torch.Tensor or None
-        ``(batch, n_plits, dim)`` tokens to splice into the input.
-    plits_mask : torch.Tensor or None
-        ``(batch, n_plits)`` boolean.
-    lal : torch.Tensor or None
-        ``(batch, n_lal, dim)`` tokens for ``AttentionOnlyInjector``.
-    lal_mask : torch.Tensor or None
-        ``(batch, n_lal)`` boolean.
-    """
-
-    plits: Optional[torch.Tensor]
-    plits_mask: Optional[torch.Tensor]
-    lal: Optional[torch.Tensor]
-    lal_mask: Optional[torch.Tensor]
-
-
-class PALRouter:
-    """Sends each encoder's token stream to PLITS or to LAL (PAL).
-
-    Streams routed to the same place are concatenated per sample in the
-    order of the routing table, valid tokens first (right-padded), so
-    padding of one stream never sits between the tokens of the next.
-
-    Arguments
-    ---------
-    routes : dict
-        Encoder name -> ``"plits"`` or ``"lal"``, e.g.
-        ``{"whisper": "plits", "beats": "lal"}``.
-
-    Example
-    -------
-    >>> router = PALRouter({"whisper": "plits", "beats": "lal"})
-    >>> w, b = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
-    >>> wm, bm = torch.ones(2, 3).bool(), torch.ones(2, 5).bool()
-    >>> out = router({"whisper": (w, wm), "beats": (b, bm)})
-    >>> out.plits.shape, out.lal.shape
-    (torch.Size([2, 3, 4]), torch.Size([2, 5, 4]))
-    """
-
-    def __init__(self, routes):
-        if not isinstance(routes, dict) or not routes:
-            raise ValueError(
-                "routes must be a non-empty dict encoder -> 'plits'|'lal'; "
-                f"got {routes!r}"
-            )
-        bad = {k: v for k, v in routes.items() if v not in ROUTES}
-        if bad:
-            raise ValueError(
-                f"unknown routes {bad}: each encoder goes to one of {ROUTES}"
-            )
-        self.routes = dict(routes)
-
-    def __call__(self, streams):
-        """Splits the streams.
-
-        Arguments
-        ---------
-        streams : dict
-            Encoder name -> ``(tokens (batch, n, dim), mask (batch, n))``;
-            the names must be exactly those of the routing table.
-
-        Returns
-        -------
-        PALRouting
-            Tokens and masks per route (None for an unused route).
-
-        Example
-        -------
-        >>> router = PALRouter({"a": "lal", "b": "lal"})
-        >>> a = torch.tensor([[[1.0], [0.0]]])
-        >>> b = torch.tensor([[[2.0], [3.0]]])
-        >>> out = router({
-        ...     "a": (a, torch.tensor([[True, False]])),
-        ...     "b": (b, torch.tensor([[True, True]])),
-        ... })
-        >>> out.lal.squeeze(-1).tolist(), out.plits is None
-        ([[1.0, 2.0, 3.0]], True)
-        """
-        missing = [name for name in self.routes if name not in streams]
-        extra = [name for name in streams if name not in self.routes]
-        if missing or extra:
-            raise ValueError(
-                f"streams {sorted(streams)} do not match the routing table "
-                f"{sorted(self.routes)} (missing: {missing}, unrouted: "
-                f"{extra})"
-            )
-        grouped = {route: ([], []) for route in ROUTES}
-        batch = dim = None
-        for name, route in self.routes.items():
-            tokens, mask = streams[name]
-            if tokens.dim() != 3 or mask.shape != tokens.shape[:2]:
-                raise ValueError(
-                    f"stream {name!r}: expected tokens (batch, n, dim) and "
-                    f"mask (batch, n); got {tuple(tokens.shape)} and "
-                    f"{tuple(mask.shape)}"
+        def next_logits(token):
+            """Logits after the prompt, then after each chosen token."""
+            nonlocal last, next_pos, key_mask
+            if token is not None:
+                key_mask = torch.cat(
+                    [key_mask, torch.ones_like(key_mask[:, :1])], dim=1
                 )
-            if batch is None:
-                batch, dim = tokens.shape[0], tokens.shape[2]
-            elif (tokens.shape[0], tokens.shape[2]) != (batch, dim):
-                raise ValueError(
-                    f"stream {name!r} has batch/dim "
-                    f"{(tokens.shape[0], tokens.shape[2])}, others have "
-                    f"{(batch, dim)}"
+                next_pos = next_pos + 1
+                masks = self._layer_masks(
+                    audio_mask, key_mask, key_mask[:, None, None, :]
                 )
-            grouped[route][0].append(tokens)
-            grouped[route][1].append(mask.bool())
-        result = {}
-        for route, (values, masks) in grouped.items():
-            if not values:
-                result[route], result[route + "_mask"] = None, None
-            elif len(values) == 1:
-                result[route] = values[0] * masks[0][..., None]
-                result[route + "_mask"] = masks[0]
-            else:
-                packed, mask, _ = pack_segments(values, masks)
-                result[route], result[route + "_mask"] = packed, mask
-        return PALRouting(**result)
+                last = self._run(
+                    self.llm.embed(token[:, None]),
+                    masks,
+                    next_pos[:, None],
+                    cache,
+                )[:, -1]
+            return self.llm.head(last)
+
+        return decode_loop(next_logits, max_new_tokens, eos_ids, pad_id)

@@ -3,7 +3,7 @@
 import speechbrain as sb
 import torch
 
-from audiollm_lobes.recipe_utils import load_recipe_hparams, resolve_precision
+from audiollm_lobes.cli import load_recipe_hparams, resolve_precision
 
 
 def _native_bf16():

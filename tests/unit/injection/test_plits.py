@@ -3,10 +3,11 @@
 import torch
 
 from audiollm_lobes.injection import (
+    PLITSSequence,
     assemble_plits,
     pack_segments,
-    position_ids_from_mask,
 )
+from audiollm_lobes.masks import positions_from_mask
 
 
 def _reference_pack(values, masks):
@@ -51,7 +52,7 @@ def test_pack_segments_matches_reference_random():
 
 def test_position_ids_restart_per_sample():
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    assert position_ids_from_mask(mask).tolist() == [
+    assert positions_from_mask(mask).tolist() == [
         [0, 1, 2, 0, 0],
         [0, 1, 2, 3, 4],
     ]
@@ -114,5 +115,7 @@ def test_generation_sequence_has_no_labels():
         ids,
         ids != 0,
     )
+    assert isinstance(seq, PLITSSequence)
     assert seq.labels is None
     assert seq.embeds.shape == (1, 6, 4)
+    assert seq.position_ids.tolist() == [[0, 1, 2, 3, 4, 5]]

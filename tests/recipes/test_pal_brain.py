@@ -7,14 +7,18 @@ by hand from the lobes (assemble_plits, AttentionOnlyInjector, CausalLM).
 import pytest
 import speechbrain as sb
 import torch
+from conftest import load_recipe_module
 
 from audiollm_lobes.connectors import FrameStackProjector
 from audiollm_lobes.encoders import FusedEncoder
-from audiollm_lobes.injection import assemble_plits
-from audiollm_lobes.lal import AttentionOnlyInjector
+from audiollm_lobes.injection import (
+    AttentionOnlyInjector,
+    assemble_plits,
+)
 from audiollm_lobes.llm import CausalLM, pad_ids
-from audiollm_lobes.pal_brain import PALBrain, check_routes
 from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+
+PALBrain = load_recipe_module("PAL").PALBrain
 
 
 @pytest.fixture(autouse=True)
@@ -192,30 +196,4 @@ def test_stream_cache_gives_the_same_features(llm):
             assert torch.equal(g_mask, mask[:, :n])
             assert not mask[:, n:].any()
             torch.testing.assert_close(g_feats, feats[:, :n])
-    assert set(cached._stream_cache) == {"a", "b", "c"}
-
-
-@pytest.mark.parametrize(
-    "routes, connectors, streams, injector, beams, message",
-    [
-        ({}, {}, ["a"], False, 1, "non-empty dict"),
-        ({"a": "ffn"}, {"a": 0}, ["a"], False, 1, "must be one of"),
-        ({"a": "plits"}, {}, ["a"], False, 1, "no entry for routed"),
-        ({"a": "plits"}, {"a": 0}, ["a", "b"], False, 1, "exactly the"),
-        (
-            {"fused": "plits", "a": "lal"},
-            {"fused": 0, "a": 0},
-            ["a"],
-            True,
-            1,
-            "mixes",
-        ),
-        ({"a": "plits"}, {"a": 0}, ["a"], True, 1, "never train"),
-        ({"a": "lal"}, {"a": 0}, ["a"], True, 3, "num_beams=3"),
-    ],
-)
-def test_check_routes_errors(
-    routes, connectors, streams, injector, beams, message
-):
-    with pytest.raises(ValueError, match=message):
-        check_routes(routes, connectors, streams, injector, beams)
+    assert set(cached.feature_caches["streams"].entries) == {"a", "b", "c"}

@@ -5,7 +5,8 @@ import speechbrain as sb
 import torch
 
 from audiollm_lobes.brain import AudioLLMBrain
-from audiollm_lobes.recipe_utils import build_datasets, load_recipe_hparams
+from audiollm_lobes.cli import load_recipe_hparams
+from audiollm_lobes.data.datasets import build_datasets
 
 HPARAMS = "recipes/LiSTEN/hparams/dps.yaml"
 
@@ -44,7 +45,7 @@ def test_precomputed_features_match_and_no_audio_is_read(
         valid, sb.Stage.VALID, ckpt_prefix=None, batch_size=4
     )
     keys = {valid[i]["audio_key"] for i in range(len(valid))}
-    cache = brain._feature_cache
+    cache = brain.feature_caches["fused"].entries
     # every distinct clip once (SV pairs are their own clip), nothing else
     assert set(cache) == keys
     assert len(keys) < len(valid)  # tasks share utterances
@@ -83,7 +84,7 @@ def test_missing_clip_without_audio_is_a_clear_error(tmp_path, tiny_backbones):
         valid, sb.Stage.VALID, ckpt_prefix=None, batch_size=4
     )
     batch = next(iter(loader))
-    brain._feature_cache.clear()
+    brain.feature_caches["fused"].entries.clear()
     try:
         brain.encode_audio(batch)
     except RuntimeError as err:

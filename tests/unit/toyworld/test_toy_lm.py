@@ -5,7 +5,6 @@ Authors
 """
 
 import json
-import math
 import random
 
 import pytest
@@ -227,24 +226,6 @@ def test_encode_examples_layout(trained, world):
         expected = [-100] * n_prompt + ids[n_prompt:]
         expected += [-100] * (tokens.shape[1] - len(ids))
         assert labels[b].tolist() == expected
-
-
-def test_lr_schedule_by_hand():
-    factor = toy_lm._lr_lambda(warmup=4, total=14, floor=0.1)
-    assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert factor(4) == pytest.approx(1.0)
-    assert factor(9) == pytest.approx(
-        0.1 + 0.9 * 0.5 * (1 + math.cos(0.5 * math.pi))
-    )
-    assert factor(14) == pytest.approx(0.1)
-
-
-def test_length_batches_cover_an_epoch():
-    lengths = [random.Random(i).randint(3, 30) for i in range(103)]
-    batches = toy_lm._length_batches(lengths, 8, random.Random(0), pool=4)
-    flat = sorted(i for b in batches for i in b)
-    assert flat == list(range(103))
-    assert all(len(b) <= 8 for b in batches)
 
 
 # ------------------------------------------------------------- training

@@ -15,7 +15,7 @@ fingerprints the tiny world the other tests build and compares it with
   synthesized audio is byte-identical to the recorded one (another
   espeak-ng build makes other audio, hence other weights);
 - after a bump, re-record:
-  ``python tests/unit/test_toyworld_fingerprint.py --record``.
+  ``python tests/unit/toyworld/test_toyworld_fingerprint.py --record``.
 
 Authors
  * audiollm-lobes developers, 2026
@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import torch
 
-RECORD = Path(__file__).resolve().parents[1] / "data"
+RECORD = Path(__file__).resolve().parents[2] / "data"
 RECORD = RECORD / "toyworld_tiny_fingerprint.json"
 
 
@@ -101,7 +101,7 @@ def current(world_root, backbones_folder):
 
 RERECORD = (
     "if the change is intended, re-record with "
-    "`python tests/unit/test_toyworld_fingerprint.py --record`"
+    "`python tests/unit/toyworld/test_toyworld_fingerprint.py --record`"
 )
 
 

@@ -1,0 +1,141 @@
+"""A recipe's command line: find its hparams file, load it, set up the run.
+
+Every ``train.py`` starts with :func:`load_recipe_hparams`: SpeechBrain's
+argument parsing (``--device``, ``--precision``, ``--distributed_backend``,
+YAML overrides ...), the hparams file found relative to the current folder
+or to the recipe, DDP initialisation, HyperPyYAML loading and
+``create_experiment_directory``.
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+
+def resolve_hparams_file(path, script_file):
+    """Finds an hparams file relative to the CWD, then to the recipe folder.
+
+    Arguments
+    ---------
+    path : str
+        As given on the command line, e.g. ``hparams/dps.yaml``.
+    script_file : str
+        The recipe's ``train.py`` (``__file__``).
+
+    Returns
+    -------
+    str
+        An existing path.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(d, "hparams"))
+    >>> open(os.path.join(d, "hparams", "x.yaml"), "w").close()
+    >>> resolve_hparams_file("hparams/x.yaml", os.path.join(d, "train.py"))[-6:]
+    'x.yaml'
+    """
+    tried = [Path(path), Path(script_file).resolve().parent / path]
+    for candidate in tried:
+        if candidate.is_file():
+            return str(candidate)
+    raise FileNotFoundError(
+        f"hparams file {path!r} not found; tried: "
+        + ", ".join(str(c.resolve()) for c in tried)
+    )
+
+
+def resolve_precision(precision, device="cpu"):
+    """Resolves ``precision: auto`` to SpeechBrain's ``bf16`` or ``fp32``.
+
+    ``auto`` gives ``bf16`` autocast where the hardware runs bfloat16
+    matrix products natively (CPUs whose oneDNN supports bf16, e.g.
+    AVX-512 BF16 / AMX; CUDA GPUs with bf16), where it is much faster than
+    fp32 (1.4x per LiSTEN training step on this project's machine,
+    ``benchmarks/precision_step.py``), and ``fp32`` elsewhere, where
+    emulated bf16 would be slower. Any other value is returned unchanged.
+
+    Arguments
+    ---------
+    precision : str
+        ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+    device : str
+        The run's device (``"cpu"``, ``"cuda:0"``, ...).
+
+    Returns
+    -------
+    str
+        The precision SpeechBrain is given.
+
+    Example
+    -------
+    >>> resolve_precision("fp32")
+    'fp32'
+    >>> resolve_precision("auto") in ("bf16", "fp32")
+    True
+    """
+    if precision != "auto":
+        return precision
+    if str(device).startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def load_recipe_hparams(argv, script_file):
+    """Parses a recipe's command line, loads its hparams, makes its folder.
+
+    The common start of every ``train.py``: ``sb.parse_arguments``, the
+    hparams file found relative to the CWD or the recipe folder, DDP
+    initialisation, HyperPyYAML loading with the overrides, and
+    ``sb.create_experiment_directory``.
+
+    Arguments
+    ---------
+    argv : list of str
+        Command-line arguments (``sys.argv[1:]``).
+    script_file : str
+        The recipe's ``train.py`` (``__file__``).
+
+    Returns
+    -------
+    tuple
+        ``(hparams, run_opts)``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "exp.yaml").write_text(
+    ...     f"seed: 1\\noutput_folder: {folder / 'out'}\\nprecision: fp32\\n")
+    >>> hparams, run_opts = load_recipe_hparams(
+    ...     ["exp.yaml", "--seed=7"], str(folder / "train.py")
+    ... )  # doctest: +SKIP
+    >>> hparams["seed"], (folder / "out" / "hyperparams.yaml").is_file()
+    ... # doctest: +SKIP
+    (7, True)
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    hparams_file = resolve_hparams_file(hparams_file, script_file)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    # SpeechBrain reads run options missing from the command line from the
+    # hparams; "auto" precisions are resolved for this machine first.
+    overridden = getattr(run_opts, "overridden_args", ())
+    device = run_opts.get("device") if "device" in overridden else None
+    device = device or hparams.get("device") or "cpu"
+    for key in ("precision", "eval_precision"):
+        if key in hparams and key not in overridden:
+            hparams[key] = resolve_precision(hparams[key], device)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    return hparams, run_opts

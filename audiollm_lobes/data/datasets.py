@@ -1,0 +1,220 @@
+"""The train/valid/test datasets of a recipe, from its hparams.
+
+:func:`build_datasets` reads the task manifests of a data folder (a real
+one, or ``toy://<profile>`` for the built-in toy world), validates every
+manifest before training starts (all problems reported together, see
+:mod:`audiollm_lobes.data.manifest`), applies instruction overrides, and
+builds one ``DynamicItemDataset`` per split.
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import logging
+from pathlib import Path
+
+from speechbrain.utils.distributed import run_on_main
+
+from audiollm_lobes.data.pipeline import load_entries, make_dataset
+from audiollm_lobes.data.templates import (
+    AUDIO_INSTRUCTIONS,
+    AUDIO_MARKER,
+    fill,
+)
+from audiollm_lobes.toyworld.sources import resolve_source
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+def manifest_paths(data_root, split, tasks):
+    """Manifest files of ``tasks`` for one split of a data folder.
+
+    Arguments
+    ---------
+    data_root : str
+        Folder holding ``manifests/<split>/<task>.json``.
+    split : str
+        ``train``, ``valid`` or ``test``.
+    tasks : list of str
+        Task names.
+
+    Returns
+    -------
+    list of str
+        One path per task.
+
+    Example
+    -------
+    >>> manifest_paths("/d", "test", ["asr"])
+    ['/d/manifests/test/asr.json']
+    """
+    return [
+        str(Path(data_root) / "manifests" / split / f"{t}.json") for t in tasks
+    ]
+
+
+def check_instruction_overrides(overrides):
+    """Validates ``instruction_overrides``: ``{task: instruction}``.
+
+    Each instruction replaces the manifest instruction of every example of
+    its task (all splits). It must hold exactly one ``<audio>`` marker and
+    may use ``<field>`` placeholders, filled from each example's fields
+    (e.g. ``<question>`` for spoken QA). A task mapped to None keeps its
+    manifest instructions (``--instruction_overrides={asr: null}`` undoes
+    a file's override from the command line).
+
+    Arguments
+    ---------
+    overrides : dict or None
+        The hparams value.
+
+    Returns
+    -------
+    dict
+        ``{task: instruction}`` (empty when ``overrides`` is None).
+
+    Example
+    -------
+    >>> check_instruction_overrides({"asr": "Repeat the text: <audio>"})
+    {'asr': 'Repeat the text: <audio>'}
+    >>> check_instruction_overrides({"asr": None})
+    {}
+    >>> check_instruction_overrides({"asr": "Repeat:"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    ValueError: instruction_overrides.asr: 'Repeat:' holds 0 <audio> ...
+    """
+    if not overrides:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            "instruction_overrides: expected a mapping {task: instruction}, "
+            f"got {type(overrides).__name__}"
+        )
+    out = {}
+    for task, instruction in overrides.items():
+        if instruction is None:  # a file's override switched off
+            continue
+        if task not in AUDIO_INSTRUCTIONS:
+            raise ValueError(
+                f"instruction_overrides.{task}: unknown task, expected one "
+                f"of {sorted(AUDIO_INSTRUCTIONS)}"
+            )
+        count = str(instruction).count(AUDIO_MARKER)
+        if not isinstance(instruction, str) or count != 1:
+            raise ValueError(
+                f"instruction_overrides.{task}: {instruction!r} holds "
+                f"{count} {AUDIO_MARKER} markers, expected exactly 1"
+            )
+        out[task] = instruction
+    return out
+
+
+def override_instructions(entries, overrides):
+    """Replaces the instruction of every entry whose task is overridden.
+
+    Arguments
+    ---------
+    entries : dict
+        ``{id: entry}`` (changed in place).
+    overrides : dict
+        From ``check_instruction_overrides``.
+
+    Example
+    -------
+    >>> entries = {"a": {"task": "spoken_qa", "question": "who?",
+    ...                  "instruction": "<audio> Question: who?"}}
+    >>> override_instructions(entries, {"spoken_qa": "<audio> Q: <question>"})
+    >>> entries["a"]["instruction"]
+    '<audio> Q: who?'
+    """
+    for ex_id, entry in entries.items():
+        template = overrides.get(entry["task"])
+        if template is None:
+            continue
+        fields = {
+            k: v
+            for k, v in entry.items()
+            if isinstance(v, str) and f"<{k}>" in template
+        }
+        instruction = fill(template, **fields)
+        if "<" in instruction.replace(AUDIO_MARKER, ""):
+            raise ValueError(
+                f"instruction_overrides.{entry['task']}: example {ex_id!r} "
+                f"has no field for a placeholder of {template!r}"
+            )
+        entry["instruction"] = instruction
+
+
+def build_datasets(hparams):
+    """Builds the train/valid/test ``DynamicItemDataset`` of a recipe.
+
+    Reads ``data_folder`` (``toy://...`` or a folder), ``tasks``,
+    ``on_bad_example``, ``sample_rate``, and optionally per split:
+    ``<split>_tasks``, ``<split>_manifest_split`` (read another split's
+    manifests, e.g. few-shot examples from ``valid``),
+    ``skip_<split>_per_task`` and ``max_<split>_per_task`` (the entries
+    ``[skip, skip + max)`` of each manifest). The sets of two splits may
+    not share an example id. ``instruction_overrides`` (``{task:
+    instruction}``) replaces the manifests' instructions of those tasks
+    (see ``check_instruction_overrides``). The tokenizer comes from
+    ``hparams["llm"]``.
+    Every manifest is validated before training starts.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hparams.
+
+    Returns
+    -------
+    dict
+        ``{split: dataset}``, plus ``"entries"``: ``{split: entries}``.
+
+    Example
+    -------
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> from audiollm_lobes.toyworld.sources import resolve_source
+    >>> llm = CausalLM(resolve_source("toy://tiny/lm"))  # doctest: +SKIP
+    >>> datasets = build_datasets({"data_folder": "toy://tiny",
+    ...     "tasks": ["asr", "emotion"], "llm": llm})  # doctest: +SKIP
+    >>> sorted(datasets)  # doctest: +SKIP
+    ['entries', 'test', 'train', 'valid']
+    """
+    source = hparams["data_folder"]
+    run_on_main(resolve_source, args=[source])
+    data_root = resolve_source(source)
+    overrides = check_instruction_overrides(
+        hparams.get("instruction_overrides")
+    )
+    out = {"entries": {}}
+    for split in SPLITS:
+        tasks = hparams.get(f"{split}_tasks") or hparams["tasks"]
+        source_split = hparams.get(f"{split}_manifest_split") or split
+        entries = load_entries(
+            manifest_paths(data_root, source_split, tasks),
+            data_root,
+            on_bad_example=hparams.get("on_bad_example", "error"),
+            sample_rate=hparams.get("sample_rate", 16000),
+            max_per_manifest=hparams.get(f"max_{split}_per_task"),
+            skip_per_manifest=hparams.get(f"skip_{split}_per_task") or 0,
+        )
+        override_instructions(entries, overrides)
+        for other, other_entries in out["entries"].items():
+            shared = sorted(set(entries) & set(other_entries))
+            if shared:
+                raise ValueError(
+                    f"the {split} and {other} sets share {len(shared)} "
+                    f"examples (e.g. {shared[:3]}): check "
+                    f"{split}_manifest_split / skip_{split}_per_task"
+                )
+        out["entries"][split] = entries
+        out[split] = make_dataset(
+            entries,
+            hparams["llm"],
+            sample_rate=hparams.get("sample_rate", 16000),
+        )
+        logger.info("%s: %d examples over %s", split, len(entries), tasks)
+    return out

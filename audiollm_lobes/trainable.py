@@ -1,0 +1,183 @@
+"""What a run trains and saves: the trainable parameters of its modules.
+
+Frozen backbones (LLM, encoders) are never copied into checkpoints; only
+parameters with ``requires_grad`` are (LoRA weights living inside the LLM
+included), plus the extra state of submodules that define one (e.g. the
+prompt pool's random generator). SpeechBrain's ``Checkpointer`` saves and
+loads a :class:`TrainableState` like any other recoverable.
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
+
+from audiollm_lobes.atomic import save_torch
+
+logger = logging.getLogger(__name__)
+
+
+def count_parameters(module, trainable_only=True):
+    """Counts the (trainable) parameters of a module.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        Any module.
+    trainable_only : bool
+        Count only parameters with ``requires_grad``.
+
+    Returns
+    -------
+    int
+        Number of scalar parameters.
+
+    Example
+    -------
+    >>> count_parameters(torch.nn.Linear(3, 2))
+    8
+    """
+    return sum(
+        p.numel()
+        for p in module.parameters()
+        if p.requires_grad or not trainable_only
+    )
+
+
+@register_checkpoint_hooks
+class TrainableState:
+    """Checkpoints only the trainable parameters of some modules.
+
+    Frozen backbones (LLM, encoders) are never copied into checkpoints;
+    LoRA weights living inside the LLM are (they require grad).
+
+    Arguments
+    ---------
+    modules : dict or torch.nn.Module
+        Modules whose trainable parameters to save.
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> frozen = torch.nn.Linear(2, 2).requires_grad_(False)
+    >>> state = TrainableState({"a": lin, "b": frozen})
+    >>> sorted(state.state_dict())
+    ['a.bias', 'a.weight']
+    """
+
+    def __init__(self, modules):
+        if isinstance(modules, torch.nn.Module):
+            modules = {"module": modules}
+        self.modules = modules
+
+    def _extra_state_modules(self):
+        """``(key, submodule)`` for every submodule with extra state."""
+        base = torch.nn.Module.get_extra_state
+        for mod_name, module in self.modules.items():
+            if module is None:
+                continue
+            for sub_name, sub in module.named_modules():
+                if type(sub).get_extra_state is not base:
+                    prefix = f"{mod_name}.{sub_name}" if sub_name else mod_name
+                    yield f"{prefix}._extra_state", sub
+
+    def state_dict(self):
+        """Returns the trainable parameters, keyed ``<module>.<name>``,
+        and the extra state (``get_extra_state``, e.g. a
+        :class:`~audiollm_lobes.prompt_pool.PromptPool`'s random generator)
+        of submodules that define one, keyed ``<module>.<sub>._extra_state``.
+        """
+        out = {}
+        for mod_name, module in self.modules.items():
+            if module is None:
+                continue
+            for name, param in module.named_parameters():
+                if param.requires_grad:
+                    out[f"{mod_name}.{name}"] = param.detach().cpu()
+        for key, sub in self._extra_state_modules():
+            out[key] = sub.get_extra_state()
+        return out
+
+    @mark_as_saver
+    def save(self, path):
+        """Saves the trainable parameters to ``path``."""
+        save_torch(self.state_dict(), path)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=False):
+        """Loads trainable parameters (and extra state) saved by ``save``.
+
+        A checkpoint without a submodule's extra state (written before it
+        was saved) loads with a warning; the submodule keeps its current
+        state.
+        """
+        del end_of_epoch
+        saved = torch.load(path, map_location="cpu")
+        extra = dict(self._extra_state_modules())
+        expected = set(self.state_dict()) - set(extra)
+        missing = sorted(expected - set(saved))
+        if missing:
+            raise RuntimeError(
+                f"checkpoint {path} lacks trainable parameters {missing[:5]}"
+            )
+        with torch.no_grad():
+            for mod_name, module in self.modules.items():
+                if module is None:
+                    continue
+                for name, param in module.named_parameters():
+                    key = f"{mod_name}.{name}"
+                    if key in saved:
+                        param.copy_(saved[key].to(param.device))
+        for key, sub in extra.items():
+            if key in saved:
+                sub.set_extra_state(saved[key])
+            else:
+                logger.warning(
+                    "checkpoint %s has no %s; that state starts afresh",
+                    path,
+                    key,
+                )
+
+
+def find_trainable_checkpoint(path):
+    """Finds the ``trainable.ckpt`` of a run (file, save folder or run).
+
+    Arguments
+    ---------
+    path : str or Path
+        A ``trainable.ckpt`` file, or a folder holding
+        ``CKPT*/trainable.ckpt`` (directly or under ``save/``).
+
+    Returns
+    -------
+    Path
+        The newest matching file (SpeechBrain names checkpoints by date).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> (run / "save" / "CKPT+1").mkdir(parents=True)
+    >>> _ = (run / "save" / "CKPT+1" / "trainable.ckpt").write_bytes(b"")
+    >>> find_trainable_checkpoint(run).name
+    'trainable.ckpt'
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    found = sorted(path.glob("CKPT*/trainable.ckpt"))
+    found = found or sorted(path.glob("save/CKPT*/trainable.ckpt"))
+    if not found:
+        raise FileNotFoundError(
+            f"no trainable.ckpt under {path} (expected the file, or a run "
+            "or save folder holding CKPT*/trainable.ckpt)"
+        )
+    return found[-1]
