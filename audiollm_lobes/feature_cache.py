@@ -36,7 +36,8 @@ class FeatureCache:
     >>> calls = []
     >>> def run(wavs, lens):
     ...     calls.append(len(wavs))
-    ...     mask = torch.ones(wavs.shape, dtype=torch.bool)
+    ...     n = torch.round(lens * wavs.shape[1])
+    ...     mask = torch.arange(wavs.shape[1])[None] < n[:, None]
     ...     return {"feats": (wavs[..., None] * 2, mask)}
     >>> cache = FeatureCache(run)
     >>> batch = SimpleNamespace(audio_key=["a", "b"], id=["1", "2"],
