@@ -8,7 +8,8 @@ A recipe's hparams provide the lobes; the Brain wires them:
     ─► CE on answer tokens + each lobe's auxiliary losses
 
 In VALID/TEST it also decodes with the LLM's batched KV-cached generation
-and scores every task with ``metrics.TaskMetrics``.
+and scores every task with its metric (built-in tasks, and tasks declared
+in the hparams' ``task_definitions``, see :mod:`audiollm_lobes.data.tasks`).
 
 The hooks, in the order ``compute_forward`` calls them (override one, not
 the loop): ``encode_audio`` -> ``audio_tokens`` -> ``select_prompts`` ->
@@ -29,6 +30,18 @@ Frozen-encoder features can be cached per clip
 (:mod:`audiollm_lobes.feature_cache`); trainable parameters are what the
 ``Checkpointer`` saves (:mod:`audiollm_lobes.trainable`).
 
+Multi-process training (``torchrun ... --distributed_backend=gloo|nccl``)
+is SpeechBrain's DDP: each module with trainable parameters is wrapped in
+``DistributedDataParallel``, which averages the gradients of what its
+``forward`` computed and nothing else. So every computation that trains
+calls ``self.modules.<name>(...)`` (the LLM's and the injector's losses
+too: their ``forward`` takes ``labels``), and attributes or other methods
+of a module are reached through :meth:`AudioLLMBrain.unwrap`. Every
+process validates and tests on the whole set (same weights, same
+results); only the main process writes checkpoints and reports. The
+random generators of every process are part of the checkpoint
+(:mod:`audiollm_lobes.rng_state`), so a killed run resumes exactly.
+
 Expected hparams (``self.hparams``):
     ``llm`` (``CausalLM``), ``encoder`` (``(wav, lens) -> (feats, mask)``),
     ``connector`` (``(feats, mask) -> (tokens, mask)``), optional
@@ -47,16 +60,59 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
+import yaml
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
+from speechbrain.utils.distributed import ddp_broadcast, if_main_process
 
-from audiollm_lobes.feature_cache import FeatureCache, precompute_features
+from audiollm_lobes.atomic import write_text
+from audiollm_lobes.data.tasks import make_task_metrics
+from audiollm_lobes.feature_cache import (
+    drop_audio,
+    open_feature_cache,
+    precompute_features,
+)
 from audiollm_lobes.injection import assemble_plits
 from audiollm_lobes.masks import relative_lengths_to_mask
-from audiollm_lobes.metrics import TaskMetrics
 from audiollm_lobes.reporting import results_table, write_results
+from audiollm_lobes.rng_state import RNGState
 
 logger = logging.getLogger(__name__)
 
 
+def unwrap_module(module):
+    """The module inside a ``DistributedDataParallel``/``DataParallel``
+    wrapper (any module, unchanged, when it is not wrapped).
+
+    Arguments
+    ---------
+    module : torch.nn.Module or None
+        A module, maybe wrapped.
+
+    Returns
+    -------
+    torch.nn.Module or None
+        The inner module.
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> unwrap_module(torch.nn.DataParallel(lin)) is lin
+    True
+    >>> unwrap_module(lin) is lin
+    True
+    """
+    wrappers = (
+        torch.nn.parallel.DistributedDataParallel,
+        torch.nn.DataParallel,
+    )
+    return module.module if isinstance(module, wrappers) else module
+
+
+@register_checkpoint_hooks
 class AudioLLMBrain(sb.Brain):
     """Shared Brain for audio LLM recipes (see the module docstring)."""
 
@@ -71,6 +127,17 @@ class AudioLLMBrain(sb.Brain):
             # encoder holds (e.g. FusedEncoder's per-stream LayerNorms)
             # cannot train, so it is frozen and not counted as trainable.
             encoder.requires_grad_(False)
+        #: Loss parts of a training epoch resumed from an intra-epoch
+        #: checkpoint (see :meth:`_recover`).
+        self._resumed_loss_parts = None
+        if self.checkpointer is not None and self.distributed_launch:
+            # Every process must see one checkpoint folder: SpeechBrain's
+            # --debug gives each process a temporary folder of its own, so
+            # the main process would delete checkpoints the others do not
+            # list, and the collectives of the deletion would never match
+            # (the run hangs after its second epoch).
+            folder = ddp_broadcast(str(self.checkpointer.checkpoints_dir))
+            self.checkpointer.checkpoints_dir = Path(folder)
 
     def init_optimizers(self):
         """One optimizer over the trainable parameters only."""
@@ -84,8 +151,38 @@ class AudioLLMBrain(sb.Brain):
 
     @property
     def llm(self):
-        """The frozen causal LM wrapper."""
-        return self.hparams.llm
+        """The ``CausalLM`` itself (unwrapped), for embeddings, tokenizer
+        and decoding; a loss that trains goes through ``self.modules.llm``
+        (see :meth:`llm_loss`)."""
+        return self.unwrap("llm")
+
+    def unwrap(self, name, default=None):
+        """The module ``name`` of ``self.modules``, outside any DDP wrapper.
+
+        SpeechBrain wraps each module with trainable parameters in
+        ``DistributedDataParallel`` under ``torchrun``. Computations that
+        train must call the wrapper (``self.modules.<name>(...)``): DDP
+        averages the gradients only of what its ``forward`` computed.
+        Everything else (attributes, other methods: ``embed``,
+        ``generate``, ``start_recording``, ``k_eval``, ``isinstance``
+        tests) is reached on the inner module through this helper.
+
+        Arguments
+        ---------
+        name : str
+            A key of ``modules:``; when absent, the hparam of that name
+            (e.g. an LLM given only in the hparams), else ``default``.
+        default : object
+            Returned when neither exists.
+
+        Returns
+        -------
+        torch.nn.Module or object
+            The inner module.
+        """
+        if name in self.modules:
+            return unwrap_module(self.modules[name])
+        return self._hp(name, default)
 
     def _hp(self, name, default=None):
         return getattr(self.hparams, name, default)
@@ -95,11 +192,11 @@ class AudioLLMBrain(sb.Brain):
         """Runs the (frozen) encoder: ``(feats, mask)``.
 
         With ``cache_encoder_features: True`` in the hparams, the features
-        of each clip are kept in memory (CPU) after their first pass, keyed
-        by the audio path(s), and reused on later epochs and by the other
-        tasks that share the clip (:class:`~audiollm_lobes.feature_cache.
-        FeatureCache`). Only valid for frozen, deterministic encoders (the
-        default).
+        of each clip are kept after their first pass, keyed by the audio
+        path(s), and reused on later epochs and by the other tasks that
+        share the clip: in memory (CPU) by default, on disk with
+        ``feature_cache: disk`` (see :meth:`cached_features`). Only valid
+        for frozen, deterministic encoders (the default).
         """
         if not self._hp("cache_encoder_features", False):
             wavs, wav_lens = batch.sig
@@ -113,6 +210,16 @@ class AudioLLMBrain(sb.Brain):
 
     def cached_features(self, batch, name, run):
         """Outputs of ``run`` for a batch, from the feature cache ``name``.
+
+        The cache is made on first use from the hparams (all optional):
+        ``feature_cache`` (``memory``, the default, or ``disk``: sharded
+        files under ``feature_cache_folder``, default
+        ``$AUDIOLLM_LOBES_HOME/features``, in a folder named by the
+        fingerprint of ``modules.encoder``, the cache name and the
+        ``sample_rate``, so a changed encoder never reuses features),
+        ``feature_cache_dtype`` (``float32`` or ``float16`` on disk),
+        ``feature_cache_shard_mb`` (64) and ``feature_cache_read``
+        (``file`` or ``mmap``); see :mod:`audiollm_lobes.feature_cache`.
 
         Arguments
         ---------
@@ -129,7 +236,18 @@ class AudioLLMBrain(sb.Brain):
             ``{output: (feats, mask)}`` on ``self.device``, right-padded.
         """
         if name not in self.feature_caches:
-            self.feature_caches[name] = FeatureCache(run)
+            kind = self._hp("feature_cache", "memory") or "memory"
+            self.feature_caches[name] = open_feature_cache(
+                kind,
+                run,
+                encoder=getattr(self.modules, "encoder", None),
+                name=name,
+                folder=self._hp("feature_cache_folder", None),
+                extra={"sample_rate": self._hp("sample_rate", 16000)},
+                dtype=self._hp("feature_cache_dtype", "float32"),
+                shard_megabytes=self._hp("feature_cache_shard_mb", 64),
+                read=self._hp("feature_cache_read", "file"),
+            )
         return self.feature_caches[name].features(batch, self.device)
 
     def make_dataloader(
@@ -144,26 +262,76 @@ class AudioLLMBrain(sb.Brain):
         precompute_features`, through :meth:`encode_audio`, so subclasses
         with their own caches fill those) and the dataset then stops
         reading audio: each training step costs only the trainable part.
+        Clips already in the cache (e.g. on disk from an earlier or killed
+        run) are skipped without reading their audio; a progress bar shows
+        on a terminal (not with ``--noprogressbar``). With a disk cache
+        under DDP only the main process encodes and writes; the others
+        wait, then read. In ``--debug`` runs nothing is precomputed: the
+        few debug batches encode (and cache) their own clips.
+
+        A ``sampler`` or ``batch_sampler`` with ``set_epoch`` in the train
+        loader options (``steps_per_epoch``, ``task_sampling_weights``,
+        ``dynamic_batching``: :func:`~audiollm_lobes.data.sampling.
+        train_loader_kwargs`) is given each epoch's number, so that every
+        epoch draws other examples.
         """
         if (
             self._hp("precompute_encoder_features", False)
             and self._hp("cache_encoder_features", False)
             and hasattr(dataset, "pipeline")
         ):
-            context = (
-                self.training_ctx
-                if stage == sb.Stage.TRAIN
-                else self.evaluation_ctx
-            )
-            self.modules.eval()
-            precompute_features(
-                dataset,
-                lambda batch: self.encode_audio(batch.to(self.device)),
-                context,
-            )
-        return super().make_dataloader(
+            if self.debug:
+                logger.info(
+                    "debug run: encoder features are not precomputed; the "
+                    "debug batches encode their own clips"
+                )
+            else:
+                context = (
+                    self.training_ctx
+                    if stage == sb.Stage.TRAIN
+                    else self.evaluation_ctx
+                )
+                self.modules.eval()
+
+                def is_cached(key):
+                    caches = self.feature_caches.values()
+                    return bool(caches) and all(key in c for c in caches)
+
+                def precompute():
+                    precompute_features(
+                        dataset,
+                        lambda batch: self.encode_audio(batch.to(self.device)),
+                        context,
+                        is_cached=is_cached,
+                        progress=False if self.noprogressbar else None,
+                    )
+                    for cache in self.feature_caches.values():
+                        cache.flush()
+
+                disk = self._hp("feature_cache", "memory") == "disk"
+                if disk and self.distributed_launch:
+                    sb.utils.distributed.run_on_main(
+                        precompute, post_func=drop_audio, post_args=[dataset]
+                    )
+                else:
+                    precompute()
+        loader = super().make_dataloader(
             dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
         )
+        # SpeechBrain gives each epoch's number (set_epoch) only to samplers
+        # it made itself or, under DDP, wrapped; a sampler of the recipe's
+        # (steps_per_epoch, task_sampling_weights, dynamic_batching) would
+        # otherwise draw the same examples in the same order every epoch
+        sampler = loader_kwargs.get("batch_sampler") or loader_kwargs.get(
+            "sampler"
+        )
+        if (
+            stage == sb.Stage.TRAIN
+            and not self.distributed_launch
+            and hasattr(sampler, "set_epoch")
+        ):
+            self.train_sampler = sampler
+        return loader
 
     def audio_tokens(self, feats, mask, batch, stage):
         """Maps encoder features to LLM-width audio tokens with a mask."""
@@ -180,13 +348,14 @@ class AudioLLMBrain(sb.Brain):
         pool = getattr(self.modules, "prompt_pool", None)
         if pool is None:
             return None, None, {}
+        inner = unwrap_module(pool)
         before, before_mask = self.text_segment(batch, "before_ids")
         after, after_mask = self.text_segment(batch, "after_ids")
         text = torch.cat([self.llm.embed(before), self.llm.embed(after)], 1)
         text_mask = torch.cat([before_mask, after_mask], 1)
         out = pool(audio, audio_mask, text, text_mask)
-        if getattr(pool, "recording", False):
-            pool.record(list(batch.task))
+        if getattr(inner, "recording", False):
+            inner.record(list(batch.task))
         aux = {}
         if out.key_loss is not None and out.key_loss.requires_grad:
             aux["key_loss"] = out.key_loss
@@ -219,7 +388,9 @@ class AudioLLMBrain(sb.Brain):
         """CE of the frozen LLM on an assembled sequence's answer tokens.
 
         Override to run the LLM differently (e.g. PAL's attention-only
-        injection); the default is ``llm.loss`` on the PLITS sequence.
+        injection); the default runs ``self.modules.llm`` with the labels
+        of the PLITS sequence (through the DDP wrapper when the LLM
+        trains, e.g. with LoRA).
 
         Arguments
         ---------
@@ -236,7 +407,14 @@ class AudioLLMBrain(sb.Brain):
             Scalar loss.
         """
         del batch, stage
-        return self.llm.loss(seq.embeds, seq.mask, seq.labels, seq.position_ids)
+        llm = self.modules.llm if "llm" in self.modules else self.llm
+        out = llm(
+            seq.embeds,
+            seq.mask,
+            position_ids=seq.position_ids,
+            labels=seq.labels,
+        )
+        return out.loss
 
     def llm_generate(self, seq, batch, stage):
         """Decodes continuations of an assembled prompt sequence.
@@ -320,9 +498,15 @@ class AudioLLMBrain(sb.Brain):
         self.loss_parts[name] = (total + float(value.detach()), count + 1)
 
     def on_stage_start(self, stage, epoch=None):
-        """Resets the loss parts and the per-task metrics."""
+        """Resets the loss parts (restores them in a training epoch resumed
+        from an intra-epoch checkpoint) and the per-task metrics."""
         self.loss_parts = {}
-        self.task_metrics = TaskMetrics()
+        if stage == sb.Stage.TRAIN and self._resumed_loss_parts is not None:
+            self.loss_parts = self._resumed_loss_parts
+        self._resumed_loss_parts = None
+        self.task_metrics = make_task_metrics(
+            self._hp("task_definitions", None)
+        )
         self.stage_start = time.time()
 
     def stage_stats(self, stage, stage_loss):
@@ -362,7 +546,11 @@ class AudioLLMBrain(sb.Brain):
             stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
             test_stats=stats,
         )
+        # every process evaluates the whole test set (identical weights,
+        # so identical results); only the main one writes them
         self.test_summary = self.task_metrics.summarize()
+        if not if_main_process():
+            return
         out_dir = Path(self.hparams.output_folder)
         name = self._hp("test_results_name", "test_results")
         write_results(
@@ -378,8 +566,48 @@ class AudioLLMBrain(sb.Brain):
             ),
         )
 
+    def on_fit_batch_start(self, batch, should_step):
+        """Restores the random generators of an intra-epoch checkpoint
+        once more (:meth:`~audiollm_lobes.rng_state.RNGState.
+        apply_pending`): re-entering the epoch drew from them."""
+        if self.checkpointer is not None:
+            for obj in self.checkpointer.recoverables.values():
+                if isinstance(obj, RNGState):
+                    obj.apply_pending()
+
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """Steps a per-step LR scheduler when one is given."""
         scheduler = self._hp("lr_scheduler", None)
         if scheduler is not None and should_step:
             scheduler(self.optimizer)
+
+    # -------------------------------------------------- checkpoint state
+    @mark_as_saver
+    def _save(self, path):
+        """SpeechBrain's loop state plus the loss parts of the epoch."""
+        state = {
+            "step": self.step,
+            "avg_train_loss": float(self.avg_train_loss),
+            "optimizer_step": self.optimizer_step,
+            "loss_parts": {
+                name: [float(total), int(count)]
+                for name, (total, count) in getattr(
+                    self, "loss_parts", {}
+                ).items()
+            },
+        }
+        write_text(path, yaml.safe_dump(state))
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch):
+        """Restores the loop state; an intra-epoch checkpoint also gives
+        the training epoch its loss parts so far."""
+        super()._recover(path, end_of_epoch)
+        with open(path, encoding="utf-8") as fin:
+            parts = yaml.safe_load(fin).get("loss_parts") or {}
+        self._resumed_loss_parts = None
+        if not end_of_epoch:
+            self._resumed_loss_parts = {
+                name: (float(total), int(count))
+                for name, (total, count) in parts.items()
+            }

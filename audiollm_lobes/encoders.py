@@ -11,7 +11,10 @@ convolutions, the positional table, the layers, the final LayerNorm) on
 only as many frames as the longest clip of the batch needs, with a padding
 attention mask, instead of always paying for 30 s of input. Its log-mel
 front end is computed in torch, batched, from the checkpoint's
-``WhisperFeatureExtractor`` parameters and mel filters.
+``WhisperFeatureExtractor`` parameters and mel filters. Clips longer than
+Whisper's window (30 s) are cut into consecutive windows, encoded in one
+batched pass, and their features concatenated along time, as SALMONN
+does. BEATs has no window (relative positions; tested on 75 s).
 
 ``BEATsEncoder`` wraps ``speechbrain.lobes.models.beats.BEATs`` and returns
 the padding mask BEATs itself uses. ``FusedEncoder`` applies a LayerNorm per
@@ -91,6 +94,16 @@ class WhisperEncoder(nn.Module):
     do not depend on what else is in the batch. With ``crop=False`` the
     input is padded to ``chunk_length`` seconds (30 s) and every frame
     attends to the padding, as in the original model.
+
+    Long audio: a clip longer than ``window_samples`` (30 s) is cut into
+    consecutive windows of that length (the last one shorter), each window
+    is encoded as a clip of its own (all windows of the batch in one
+    pass) and the valid frames of its windows are concatenated in order,
+    so a 75 s clip gives 1500 + 1500 + 750 frames, exactly the features
+    of encoding ``wav[0:30 s]``, ``wav[30:60 s]`` and ``wav[60:75 s]``
+    separately and concatenating them (SALMONN's scheme). Windows do not
+    see each other. The length is bounded only by memory; manifest
+    validation bounds it with ``max_audio_seconds``.
 
     Arguments
     ---------
@@ -209,6 +222,16 @@ class WhisperEncoder(nn.Module):
         """Most output frames the positional table allows (1500)."""
         return self.encoder.embed_positions.num_embeddings
 
+    @property
+    def window_samples(self):
+        """Longest clip encoded in one pass (480000 samples, 30 s).
+
+        The smaller of the extractor's ``n_samples`` and the samples the
+        positional table covers; longer clips are encoded window by window.
+        """
+        covered = self.max_frames * self.stride * self.hop_length
+        return min(self.n_samples, covered)
+
     def train(self, mode=True):
         """Sets train mode, keeping a frozen encoder in eval mode.
 
@@ -323,7 +346,9 @@ class WhisperEncoder(nn.Module):
         Returns
         -------
         feats : torch.Tensor
-            ``(batch, frames, output_dim)``, zero on padded frames.
+            ``(batch, frames, output_dim)``, zero on padded frames; clips
+            longer than ``window_samples`` are encoded window by window
+            and their frames concatenated.
         mask : torch.Tensor
             ``(batch, frames)`` bool, True on valid frames.
         """
@@ -334,12 +359,35 @@ class WhisperEncoder(nn.Module):
         return self._encode(wav, lengths)
 
     def _encode(self, wav, lengths):
-        if int(lengths.max()) > self.n_samples:
-            raise ValueError(
-                f"WhisperEncoder: a clip of {int(lengths.max())} samples is "
-                f"longer than the checkpoint's {self.n_samples} samples "
-                f"({self.n_samples / self.sample_rate:.0f} s); split it first"
-            )
+        """Encodes clips of any length (windows past ``window_samples``)."""
+        window = self.window_samples
+        if int(lengths.max()) <= window:
+            return self._encode_window(wav, lengths)
+        # Cut every clip into consecutive windows; all windows of the batch
+        # form one batch of clips (each <= window), encoded in one pass.
+        batch = wav.shape[0]
+        n_windows = int(lengths.max() + window - 1) // window
+        wav = F.pad(wav, (0, n_windows * window - wav.shape[1]))
+        starts = torch.arange(n_windows, device=wav.device) * window
+        win_lens = (lengths[:, None] - starts[None, :]).clamp(0, window)
+        used = win_lens > 0  # (batch, n_windows)
+        rows = wav.reshape(batch, n_windows, window)[used]
+        feats, mask = self._encode_window(rows, win_lens[used])
+        # Concatenate each clip's windows along time: the valid frames of
+        # window w of a clip start after those of its windows 0..w-1.
+        _, win_frames = self.output_lengths(win_lens)  # 0 for unused
+        offsets = (win_frames.cumsum(dim=1) - win_frames)[used]
+        clip_of_row = torch.arange(batch, device=wav.device)
+        clip_of_row = clip_of_row[:, None].expand(-1, n_windows)[used]
+        total = win_frames.sum(dim=1)
+        out = feats.new_zeros(batch, int(total.max()), feats.shape[-1])
+        frame = torch.arange(mask.shape[1], device=wav.device)
+        row, col = mask.nonzero(as_tuple=True)
+        out[clip_of_row[row], offsets[row] + frame[col]] = feats[row, col]
+        return out, lengths_to_mask(total, out.shape[1])
+
+    def _encode_window(self, wav, lengths):
+        """Encodes clips of at most ``window_samples`` samples."""
         _, out_lens = self.output_lengths(lengths)
         if self.crop:
             frames = int(out_lens.max())

@@ -42,6 +42,33 @@ _DTYPES = {
     "bf16": torch.bfloat16,
 }
 
+#: How prompts are laid out: ``plain`` (the project's ``USER: ...
+#: ASSISTANT:`` text, ``data.templates``) or ``chat_template`` (the
+#: tokenizer's own ``apply_chat_template``, for instruction-tuned LLMs).
+PROMPT_FORMATS = ("plain", "chat_template")
+
+#: Content of the assistant turn rendered to find how a chat template
+#: wraps an answer (``CausalLM.chat_turn``).
+_ANSWER_PROBE = "ANSWER-PROBE-41c7"
+
+
+class ChatTurn(NamedTuple):
+    """How a tokenizer's chat template wraps an assistant answer.
+
+    Attributes
+    ----------
+    answer_prefix : str
+        Text the template writes between the generation prompt and the
+        answer (e.g. ``" "`` for Llama-2's ``[/INST]``, usually empty).
+    end_id : int
+        The token that ends the assistant's turn (``<|im_end|>``,
+        ``<|eot_id|>``, ``<|end|>``, ``</s>`` ...): the answer's last
+        target token, and one of the ids that stop generation.
+    """
+
+    answer_prefix: str
+    end_id: int
+
 
 class LMOutput(NamedTuple):
     """What ``CausalLM.forward`` returns.
@@ -56,11 +83,15 @@ class LMOutput(NamedTuple):
         ``None`` when ``logits_at`` selects nothing.
     past_key_values : object or None
         The HF cache when ``use_cache=True``.
+    loss : torch.Tensor or None
+        The next-token cross-entropy (float32) when ``labels`` were given;
+        ``logits`` are then those of the labelled positions only.
     """
 
     hidden_states: torch.Tensor
     logits: Optional[torch.Tensor]
     past_key_values: object = None
+    loss: Optional[torch.Tensor] = None
 
 
 def resolve_dtype(dtype):
@@ -340,6 +371,70 @@ def decode_loop(
     return torch.stack(tokens, 1)
 
 
+#: Keyword names under which HF decoder layers receive the KV cache.
+_CACHE_KWARGS = ("cache", "past_key_values", "past_key_value", "layer_past")
+
+
+def checkpoint_layers(layers):
+    """Gradient checkpointing of decoder layers, in any module mode.
+
+    Each layer's ``forward`` is wrapped (on the instance; weights, names
+    and the state dict are unchanged) so that a call with gradients
+    enabled and no KV cache runs under ``torch.utils.checkpoint``
+    (non-reentrant): the layer's activations are dropped after the
+    forward and recomputed in the backward pass. Calls without gradients
+    or with a cache run the layer as is. Wrapping twice is a no-op.
+
+    Arguments
+    ---------
+    layers : iterable of torch.nn.Module
+        The decoder layers (e.g. ``LlamaModel.layers``); each is called as
+        ``layer(hidden (batch, len, hidden), **kwargs)``.
+
+    Example
+    -------
+    >>> config = transformers.LlamaConfig(
+    ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+    ...     num_hidden_layers=2, num_attention_heads=2,
+    ... )
+    >>> model = transformers.LlamaForCausalLM(config).eval()
+    >>> embeds = torch.randn(1, 3, 8, requires_grad=True)
+    >>> def grad():
+    ...     out = model(inputs_embeds=embeds, use_cache=False)
+    ...     return torch.autograd.grad(out.logits.sum(), embeds)[0]
+    >>> plain = grad()
+    >>> checkpoint_layers(model.model.layers)
+    >>> again = grad()
+    >>> torch.allclose(plain, again, atol=1e-6)
+    True
+    """
+    if layers is None:
+        raise ValueError(
+            "gradient checkpointing needs the decoder's layers (a "
+            "`layers` ModuleList on the HF base model); none found"
+        )
+    for layer in layers:
+        if getattr(layer, "_audiollm_checkpointed", False):
+            continue
+        layer.forward = _checkpointed_forward(layer.forward)
+        layer._audiollm_checkpointed = True
+
+
+def _checkpointed_forward(forward):
+    """``forward`` under ``torch.utils.checkpoint`` when it has a backward
+    to save memory for and no KV cache to write into twice."""
+
+    from torch.utils.checkpoint import checkpoint
+
+    def run(*args, **kwargs):
+        cached = any(kwargs.get(name) is not None for name in _CACHE_KWARGS)
+        if not torch.is_grad_enabled() or cached:
+            return forward(*args, **kwargs)
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+    return run
+
+
 class CausalLM(torch.nn.Module):
     """A frozen HF causal LM + tokenizer that runs on input embeddings.
 
@@ -366,10 +461,34 @@ class CausalLM(torch.nn.Module):
         compilation (tens of seconds on a CPU; PyTorch caches it on disk
         for later runs). Needs a C/C++ compiler on a CPU; if compiling
         fails, a warning is logged and the decoder runs eagerly.
+    gradient_checkpointing : bool
+        Keep only each decoder layer's input during forwards with
+        gradients and without a KV cache (PLITS training), and recompute
+        the layer in the backward pass: activation memory of one layer
+        instead of all, for about one more forward of the LLM per step.
+        Works with the frozen LLM in eval mode (HF's own checkpointing
+        only runs in training mode). Forwards that continue from a KV
+        cache (LAL's audio keys/values) are not checkpointed: replaying a
+        layer would write its keys/values into the cache a second time.
+    device_map : str, int, dict, optional
+        Passed to ``from_pretrained`` (needs ``accelerate``): load the
+        weights straight onto a device instead of the CPU first, e.g.
+        ``"cuda"`` (``cuda:$LOCAL_RANK`` under ``torchrun``), which spares
+        CPU memory when each of several processes loads a large LLM.
+        Exclusive with ``device``. Maps that split the model over several
+        devices (``"auto"``) work with this class, not in the recipes,
+        whose Brain puts every module on its one device.
     local_files_only : bool, optional
         Default: True when ``source`` is an existing folder, else False.
     trust_remote_code : bool
         Passed to ``from_pretrained``.
+    prompt_format : str
+        ``"plain"`` (the project's ``USER: ... ASSISTANT:`` text, BOS
+        added when the tokenizer has one) or ``"chat_template"`` (the
+        tokenizer's own chat template, which writes any BOS itself; its
+        end-of-turn token ends answers and stops generation, see
+        ``chat_turn``). Read by the data pipelines
+        (``data.pipeline.make_dataset``).
 
     Example
     -------
@@ -394,8 +513,11 @@ class CausalLM(torch.nn.Module):
         freeze=True,
         attn_implementation="sdpa",
         compile_training=False,
+        gradient_checkpointing=False,
+        device_map=None,
         local_files_only=None,
         trust_remote_code=False,
+        prompt_format="plain",
     ):
         super().__init__()
         if not isinstance(compile_training, bool):
@@ -403,6 +525,18 @@ class CausalLM(torch.nn.Module):
                 "CausalLM compile_training (yaml: llm_compile_training) must "
                 f"be True or False; got {compile_training!r}"
             )
+        if not isinstance(gradient_checkpointing, bool):
+            raise TypeError(
+                "CausalLM gradient_checkpointing (yaml: "
+                "llm_gradient_checkpointing) must be True or False; got "
+                f"{gradient_checkpointing!r}"
+            )
+        if device is not None and device_map is not None:
+            raise ValueError(
+                f"CausalLM takes device ({device!r}) or device_map "
+                f"({device_map!r}), not both"
+            )
+        load_options = {} if device_map is None else {"device_map": device_map}
         source = str(source)
         if local_files_only is None:
             local_files_only = os.path.isdir(source)
@@ -418,6 +552,7 @@ class CausalLM(torch.nn.Module):
                 attn_implementation=attn_implementation,
                 local_files_only=local_files_only,
                 trust_remote_code=trust_remote_code,
+                **load_options,
             )
         except OSError as err:
             raise OSError(
@@ -428,11 +563,16 @@ class CausalLM(torch.nn.Module):
         if device is not None:
             model.to(device)
         self._wrap(source, model, tokenizer, freeze, compile_training)
+        self._set_prompt_format(prompt_format)
+        if gradient_checkpointing:
+            checkpoint_layers(getattr(self.decoder(), "layers", None))
 
     def _wrap(self, source, model, tokenizer, freeze, compile_training):
         self.source = source
         self.frozen = freeze
         self.tokenizer = tokenizer
+        self.prompt_format = "plain"
+        self._chat_turn = None
         self.model = model
         if freeze:
             self.model.requires_grad_(False)
@@ -444,7 +584,9 @@ class CausalLM(torch.nn.Module):
         self._compiled = {}
 
     @classmethod
-    def from_model(cls, model, tokenizer=None, freeze=True):
+    def from_model(
+        cls, model, tokenizer=None, freeze=True, prompt_format="plain"
+    ):
         """Wraps an HF causal LM already in memory (nothing is loaded).
 
         Without a tokenizer, the special ids come from the model's
@@ -460,6 +602,8 @@ class CausalLM(torch.nn.Module):
             Its tokenizer.
         freeze : bool
             As in the constructor (applied to ``model`` in place).
+        prompt_format : str
+            As in the constructor (``chat_template`` needs a tokenizer).
 
         Returns
         -------
@@ -485,7 +629,26 @@ class CausalLM(torch.nn.Module):
         torch.nn.Module.__init__(lm)
         source = getattr(model, "name_or_path", "") or type(model).__name__
         lm._wrap(source, model, tokenizer, freeze, False)
+        lm._set_prompt_format(prompt_format)
         return lm
+
+    def _set_prompt_format(self, prompt_format):
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(
+                f"CausalLM prompt_format (yaml: prompt_format) must be one "
+                f"of {PROMPT_FORMATS}; got {prompt_format!r}"
+            )
+        if prompt_format == "chat_template":
+            template = getattr(self.tokenizer, "chat_template", None)
+            if not template:
+                raise ValueError(
+                    f"{self.source}: prompt_format='chat_template' needs a "
+                    "tokenizer with a chat template (tokenizer.chat_template "
+                    "is not set); use prompt_format='plain'"
+                )
+        self.prompt_format = prompt_format
+        if prompt_format == "chat_template":
+            _ = self.chat_turn  # fails early on a template it cannot read
 
     # ------------------------------------------------------------ modes
     def train(self, mode=True):
@@ -566,7 +729,9 @@ class CausalLM(torch.nn.Module):
 
     @property
     def eos_ids(self):
-        """All ids that end generation (tokenizer + generation config)."""
+        """All ids that end generation: the tokenizer's EOS, the generation
+        config's, and with ``prompt_format="chat_template"`` the template's
+        end-of-turn token (``chat_turn.end_id``)."""
         ids = []
         eos = getattr(self.tokenizer, "eos_token_id", None)
         if eos is not None:
@@ -577,10 +742,128 @@ class CausalLM(torch.nn.Module):
             extra = self.config.eos_token_id
         if isinstance(extra, int):
             extra = [extra]
+        if self.prompt_format == "chat_template":
+            extra = list(extra or []) + [self.chat_turn.end_id]
         for i in extra or []:
             if i not in ids:
                 ids.append(i)
         return ids
+
+    @property
+    def answer_end_id(self):
+        """The token that ends a target answer: EOS with the plain prompt
+        format, the template's end-of-turn token with ``chat_template``
+        (both are in ``eos_ids``)."""
+        if self.prompt_format == "chat_template":
+            return self.chat_turn.end_id
+        return self.eos_id
+
+    @property
+    def prompt_bos_ids(self):
+        """Ids a prompt starts with: ``[BOS]`` with the plain format and a
+        tokenizer that has a BOS, else ``[]`` (Qwen2 has none; a chat
+        template writes its own BOS into the text)."""
+        if self.prompt_format == "chat_template" or self.bos_id is None:
+            return []
+        return [self.bos_id]
+
+    def render_chat(self, instruction):
+        """One user turn rendered by the tokenizer's chat template, with
+        the generation prompt (the assistant's answer follows it).
+
+        Arguments
+        ---------
+        instruction : str
+            The user message (may hold an ``<audio>`` marker, kept as is).
+
+        Returns
+        -------
+        str
+            ``tokenizer.apply_chat_template([user turn],
+            add_generation_prompt=True, tokenize=False)``.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+        >>> lm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+        >>> lm.tokenizer.chat_template = (
+        ...     "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}"
+        ...     "{{ eos_token }}{% endfor %}"
+        ...     "{% if add_generation_prompt %}<assistant>{% endif %}"
+        ... )
+        >>> lm.render_chat("<audio> Transcribe.")
+        '<user><audio> Transcribe.</s><assistant>'
+        """
+        self._require_tokenizer("render_chat")
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": instruction}],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+
+    @property
+    def chat_turn(self):
+        """How the chat template wraps an answer (``ChatTurn``), found once
+        by rendering a probe conversation.
+
+        The answer prefix is the text between the generation prompt and the
+        answer; the end-of-turn token is the first special token the
+        template writes after the answer (the EOS when it writes none).
+
+        Returns
+        -------
+        ChatTurn
+            ``(answer_prefix, end_id)``.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+        >>> lm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+        >>> lm.tokenizer.chat_template = (
+        ...     "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}"
+        ...     "{{ eos_token }}{% endfor %}"
+        ...     "{% if add_generation_prompt %}[assistant]{% endif %}"
+        ... )
+        >>> lm.chat_turn == ChatTurn(" ", lm.eos_id)
+        True
+        """
+        if self._chat_turn is not None:
+            return self._chat_turn
+        self._require_tokenizer("chat_turn")
+        user = {"role": "user", "content": "u"}
+        answer = {"role": "assistant", "content": _ANSWER_PROBE}
+        try:
+            prompt = self.render_chat("u")
+            full = self.tokenizer.apply_chat_template(
+                [user, answer], tokenize=False
+            )
+        except Exception as err:  # jinja errors, missing template, ...
+            raise ValueError(
+                f"{self.source}: the tokenizer's chat template cannot render "
+                f"a user turn and an assistant answer ({type(err).__name__}: "
+                f"{err}); use prompt_format='plain'"
+            ) from err
+        at = full.find(_ANSWER_PROBE)
+        if at < 0:
+            raise ValueError(
+                f"{self.source}: the chat template does not write the "
+                "assistant's answer; use prompt_format='plain'"
+            )
+        prefix = ""
+        if full.startswith(prompt) and len(prompt) <= at:
+            prefix = full[len(prompt) : at]
+        after = self.encode(full[at + len(_ANSWER_PROBE) :])[0]
+        special = set(self.tokenizer.all_special_ids) | {
+            i
+            for i, token in self.tokenizer.added_tokens_decoder.items()
+            if getattr(token, "special", False)
+        }
+        ends = [i for i in after if i in special]
+        end_id = ends[0] if ends else self.eos_id
+        self._chat_turn = ChatTurn(prefix, int(end_id))
+        return self._chat_turn
 
     @property
     def pad_id(self):
@@ -853,8 +1136,16 @@ class CausalLM(torch.nn.Module):
         past_key_values=None,
         use_cache=False,
         logits_at=None,
+        labels=None,
+        reduction="mean",
     ):
-        """Runs the LM on embeddings.
+        """Runs the LM on embeddings (and its next-token loss with labels).
+
+        Training goes through ``forward`` with ``labels`` (not through
+        :meth:`loss`, which calls it): a module wrapped in
+        ``DistributedDataParallel`` averages gradients only of what its
+        wrapper's ``forward`` computed (see docs/design.md, "Engineering
+        rules").
 
         Arguments
         ---------
@@ -872,11 +1163,20 @@ class CausalLM(torch.nn.Module):
         logits_at : torch.BoolTensor, optional
             ``(batch, len)``; compute logits only at these positions,
             returned flattened as ``(n, vocab)``.
+        labels : torch.LongTensor, optional
+            ``(batch, len)`` aligned with the inputs (HF style: the label
+            at ``t`` is the token at ``t``, predicted from position
+            ``t - 1``; ``-100`` is ignored): the output then holds the
+            ``loss``, and ``logits`` only where a next token is labelled
+            (not with ``logits_at``).
+        reduction : str
+            Of the loss: ``"mean"`` over labelled tokens, ``"sum"``, or
+            ``"none"`` (per labelled token, in row-major order).
 
         Returns
         -------
         LMOutput
-            ``hidden_states``, ``logits``, ``past_key_values``.
+            ``hidden_states``, ``logits``, ``past_key_values``, ``loss``.
 
         Example
         -------
@@ -896,6 +1196,13 @@ class CausalLM(torch.nn.Module):
         True
         >>> lm(embeds, mask, logits_at=mask).logits.shape
         torch.Size([5, 20])
+        >>> labels = torch.tensor([[-100, 5, 6], [-100, 7, -100]])
+        >>> out = lm(embeds, mask, labels=labels)
+        >>> torch.allclose(out.loss, lm.model(
+        ...     inputs_embeds=embeds[:1], labels=labels[:1]).loss * 2 / 3
+        ...     + lm.model(inputs_embeds=embeds[1:, :2],
+        ...                labels=labels[1:, :2]).loss / 3)
+        True
         """
         if inputs_embeds.dim() != 3:
             raise ValueError(
@@ -912,6 +1219,16 @@ class CausalLM(torch.nn.Module):
                 f"attention_mask must be (batch={batch}, >= len={length}); "
                 f"got shape {tuple(attention_mask.shape)}"
             )
+        targets = None
+        if labels is not None:
+            if logits_at is not None:
+                raise ValueError("give labels or logits_at, not both")
+            if labels.shape != (batch, length):
+                raise ValueError(
+                    "labels must be (batch, len) like inputs_embeds[..., 0]; "
+                    f"got {tuple(labels.shape)} vs {(batch, length)}"
+                )
+            logits_at, targets = next_token_targets(labels)
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask, length)
         if inputs_embeds.dtype != self.dtype:
@@ -942,7 +1259,12 @@ class CausalLM(torch.nn.Module):
             selected = hidden[logits_at.bool()]
             logits = self.head(selected) if selected.shape[0] else None
         cache = out.past_key_values if use_cache else None
-        return LMOutput(hidden, logits, cache)
+        loss = None
+        if targets is not None:
+            loss = next_token_loss(
+                lambda where: logits, labels, hidden, reduction
+            )
+        return LMOutput(hidden, logits, cache, loss)
 
     def loss(
         self,
@@ -953,6 +1275,8 @@ class CausalLM(torch.nn.Module):
         reduction="mean",
     ):
         """Next-token cross-entropy, with logits only where labels exist.
+
+        The loss of ``self(..., labels=labels)`` (see :meth:`forward`).
 
         Arguments
         ---------
@@ -989,21 +1313,13 @@ class CausalLM(torch.nn.Module):
         >>> torch.allclose(loss, lm.model(input_ids=ids, labels=labels).loss)
         True
         """
-        if labels.shape != attention_mask.shape[:1] + inputs_embeds.shape[1:2]:
-            raise ValueError(
-                "labels must be (batch, len) like inputs_embeds[..., 0]; got "
-                f"{tuple(labels.shape)} vs {tuple(inputs_embeds.shape[:2])}"
-            )
-
-        def logits_at(where):
-            return self.forward(
-                inputs_embeds,
-                attention_mask,
-                position_ids=position_ids,
-                logits_at=where,
-            ).logits
-
-        return next_token_loss(logits_at, labels, inputs_embeds, reduction)
+        return self(
+            inputs_embeds,
+            attention_mask,
+            position_ids=position_ids,
+            labels=labels,
+            reduction=reduction,
+        ).loss
 
     # --------------------------------------------------------- generate
     @torch.no_grad()

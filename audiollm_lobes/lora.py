@@ -8,7 +8,9 @@ the frozen base weights are never copied. The adapter's ``train()`` turns
 the LoRA dropouts on and off (the frozen LLM itself stays in eval mode).
 
 Defaults follow SALMONN / the LiSTEN development code: r=8, alpha=32,
-dropout 0.1 on the attention query and value projections.
+dropout 0.1 on the attention query and value projections
+(``default_target_modules``: ``q_proj``/``v_proj`` in the Llama layout,
+the fused ``qkv_proj`` in Phi-3, which then adapts the keys too).
 
 Authors
  * audiollm-lobes developers, 2026
@@ -16,6 +18,60 @@ Authors
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
+
+#: Attention projections adapted by default, per layout: the first entry
+#: whose modules all exist in the model is used.
+DEFAULT_TARGETS = (
+    ("q_proj", "v_proj"),  # Llama, Mistral, Qwen2, Gemma, ...
+    ("qkv_proj",),  # Phi-3: query, key and value fused in one linear
+    ("c_attn",),  # GPT-2: fused as well
+)
+
+
+def _linear_suffixes(model):
+    """Last name parts of the model's linear layers (sorted)."""
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+        }
+    )
+
+
+def default_target_modules(model):
+    """The LoRA target modules for a model's family (see ``DEFAULT_TARGETS``).
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        The HF causal LM.
+
+    Returns
+    -------
+    list of str
+        Module names for ``peft.LoraConfig(target_modules=...)``.
+
+    Example
+    -------
+    >>> import transformers
+    >>> config = transformers.Phi3Config(
+    ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+    ...     num_hidden_layers=1, num_attention_heads=2, pad_token_id=0,
+    ... )
+    >>> default_target_modules(transformers.Phi3ForCausalLM(config))
+    ['qkv_proj']
+    """
+    present = set(_linear_suffixes(model))
+    for names in DEFAULT_TARGETS:
+        if present.issuperset(names):
+            return list(names)
+    raise ValueError(
+        f"LoRAAdapter: no default target modules for "
+        f"{type(model).__name__} (known layouts: {list(DEFAULT_TARGETS)}); "
+        f"pass target_modules, e.g. among its linear layers "
+        f"{_linear_suffixes(model)}"
+    )
 
 
 class LoRAAdapter(torch.nn.Module):
@@ -31,8 +87,9 @@ class LoRAAdapter(torch.nn.Module):
         LoRA scaling numerator (scale = alpha / r).
     dropout : float
         Dropout on the LoRA input.
-    target_modules : list of str
-        Names of the linear layers to adapt (``q_proj``, ``v_proj`` for
+    target_modules : list of str, optional
+        Names of the linear layers to adapt (default: per family, see
+        ``default_target_modules``; ``q_proj``, ``v_proj`` for
         Llama-family models).
 
     Example
@@ -53,16 +110,30 @@ class LoRAAdapter(torch.nn.Module):
         r=8,
         alpha=32,
         dropout=0.1,
-        target_modules=("q_proj", "v_proj"),
+        target_modules=None,
     ):
         super().__init__()
+        model = llm.model
+        if target_modules is None:
+            target_modules = default_target_modules(model)
+        if isinstance(target_modules, str):
+            target_modules = [target_modules]
+        # plain names must be linear layers (peft also takes full names)
+        plain = {t for t in target_modules if t.isidentifier()}
+        missing = sorted(plain - set(_linear_suffixes(model)))
+        if missing:
+            raise ValueError(
+                f"LoRAAdapter: target_modules {missing} are not linear "
+                f"layers of {type(model).__name__}; its linear layers are "
+                f"{_linear_suffixes(model)} (target_modules: null picks the "
+                "family's default)"
+            )
         config = LoraConfig(
             r=int(r),
             lora_alpha=alpha,
             lora_dropout=float(dropout),
             target_modules=list(target_modules),
         )
-        model = llm.model
         inject_adapter_in_model(config, model)
         found = False
         for name, param in model.named_parameters():
@@ -72,7 +143,9 @@ class LoRAAdapter(torch.nn.Module):
         if not found:
             raise ValueError(
                 f"LoRAAdapter: no module of the LLM matched target_modules="
-                f"{list(target_modules)}"
+                f"{list(target_modules)}; its linear layers are "
+                f"{_linear_suffixes(model)} (target_modules: null picks the "
+                "family's default)"
             )
         # plain list: the dropouts stay registered only inside the LLM
         self._dropouts = [

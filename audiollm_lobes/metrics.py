@@ -303,6 +303,9 @@ TEXT_METRICS = {
     "exact_match": exact_match,
 }
 
+#: Every metric name a task may be scored with (``eer`` needs scores).
+METRIC_NAMES = frozenset(TEXT_METRICS) | {"eer"}
+
 
 def eer(scores, labels, return_threshold=False):
     """Equal error rate of detection scores, in percent.
@@ -465,7 +468,8 @@ class TaskMetrics:
     ---------
     task_metrics : dict, optional
         Overrides of :data:`TASK_METRICS`: ``{task: metric}`` or
-        ``{task: [metric, ...]}``.
+        ``{task: [metric, ...]}`` (tasks declared in hparams:
+        :func:`audiollm_lobes.data.tasks.make_task_metrics`).
     default_metric : str
         Metric of tasks absent from the table.
     task_languages : dict, optional
@@ -497,13 +501,12 @@ class TaskMetrics:
             )
         self.default_metric = default_metric
         self.task_languages = dict(TASK_LANGUAGES, **(task_languages or {}))
-        known = set(TEXT_METRICS) | {"eer"}
         for task, metrics in self.task_metrics.items():
             for metric in metrics:
-                if metric not in known:
+                if metric not in METRIC_NAMES:
                     raise ValueError(
                         f"task_metrics[{task!r}]: unknown metric {metric!r}; "
-                        f"expected one of {sorted(known)}"
+                        f"expected one of {sorted(METRIC_NAMES)}"
                     )
         if default_metric not in TEXT_METRICS:
             raise ValueError(

@@ -206,7 +206,7 @@ def write_results(summary, path, baselines=None):
     return path, md_path
 
 
-def majority_baselines(data_root, test_entries, split="train"):
+def majority_baselines(data_root, test_entries, split="train", tasks=None):
     """Majority-answer score of each test task scored by accuracy or
     exact match.
 
@@ -222,6 +222,10 @@ def majority_baselines(data_root, test_entries, split="train"):
         ``{id: entry}`` of the test set (``task``, ``target``).
     split : str
         The manifests the answer is taken from.
+    tasks : dict, optional
+        The task table (:func:`audiollm_lobes.data.tasks.task_definitions`
+        of the run's ``task_definitions``), for the tasks' main metrics;
+        default the built-in tasks.
 
     Returns
     -------
@@ -247,7 +251,10 @@ def majority_baselines(data_root, test_entries, split="train"):
         refs.setdefault(entry["task"], []).append(entry["target"])
     out = {}
     for task, task_refs in refs.items():
-        metric = TASK_METRICS.get(task)
+        if tasks is not None:
+            metric = tasks[task].metrics[0] if task in tasks else None
+        else:
+            metric = TASK_METRICS.get(task)
         if metric not in BASELINE_METRICS:
             continue
         path = Path(data_root) / "manifests" / split / f"{task}.json"

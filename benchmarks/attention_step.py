@@ -19,6 +19,7 @@ Usage::
 
     python benchmarks/attention_step.py [--hparams FILE] [--steps 20]
         [--repeats 3] [--profile small] [--precision auto] [--compiled]
+        [--device cuda]
 
 Authors
  * audiollm-lobes developers, 2026
@@ -61,6 +62,7 @@ def main(argv=None):
             args.profile,
             "bench_attention",
             [f"--llm_attn_implementation={name}", *overrides],
+            device=args.device,
         )
         for name in IMPLEMENTATIONS
     }

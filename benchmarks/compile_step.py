@@ -19,7 +19,7 @@ autocast), which agree up to rounding.
 Usage::
 
     python benchmarks/compile_step.py [--hparams FILE] [--steps 20]
-        [--repeats 3] [--profile small] [--warm-cache]
+        [--repeats 3] [--profile small] [--warm-cache] [--device cuda]
 
 Authors
  * audiollm-lobes developers, 2026
@@ -61,6 +61,7 @@ def main(argv=None):
             args.profile,
             "bench_compile",
             [f"--llm_compile_training={name == 'compiled'}"],
+            device=args.device,
         )
         for name in VARIANTS
     }

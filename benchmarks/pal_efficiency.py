@@ -47,13 +47,28 @@ barrier), which distorted LAL (many element-wise ops on audio tensors)
 far more than PLITS (dominated by large matrix products). Use
 ``--threads 2`` on an idle machine.
 
+On a CUDA device (``--device cuda``, the default when one is available)
+the configurations run one after the other in this process, on a model
+in ``--dtype`` (default bfloat16 there) with bf16 autocast: each is
+built, warmed up with one step, its peak-memory counter reset, then timed
+over ``--repeats`` steps, ``torch.cuda.synchronize()`` around each.
+Training steps there include an AdamW step over the trainable
+parameters, and the peak is ``torch.cuda.max_memory_allocated``: frozen
+weights, trainable weights, gradients, optimizer state, activations and
+KV caches all count. The rows print the peak and the frozen weights'
+share of it; the memory ratios compare whole peaks.
+
 Usage::
 
     python benchmarks/pal_efficiency.py            # 5-10 min on 2 cores
     python benchmarks/pal_efficiency.py --quick    # smoke test, seconds
+    python benchmarks/pal_efficiency.py --shapes llama-3.2-1b   # on a GPU
 
-Times depend on machine load (FLOP ratios do not); run it on an idle
-machine for numbers worth quoting. Linux only (``fork``, ``/proc``).
+``--shapes llama-3.2-1b`` sets the LLM shapes of the PAL paper's backbone
+(hidden 2048, 16 layers, 32 heads, 8 key/value heads, MLP 8192, vocab
+128256, tied embeddings; random weights). Times depend on machine load
+(FLOP ratios do not); run it on an idle machine for numbers worth
+quoting. The CPU path is Linux only (``fork``, ``/proc``).
 
 Authors
  * audiollm-lobes developers, 2026
@@ -61,11 +76,29 @@ Authors
 
 import argparse
 import multiprocessing
-import resource
 import time
 import traceback
 
+from audiollm_lobes.peak_memory import (
+    peak_memory_mb,
+    peak_rss_mb,
+    reset_peak_memory,
+    synchronize,
+)
+
 METHODS = ("plits", "lal", "pal")
+#: ``--shapes`` presets: LLM shapes of published backbones.
+SHAPES = {
+    "llama-3.2-1b": {
+        "hidden": 2048,
+        "layers": 16,
+        "heads": 32,
+        "kv_heads": 8,
+        "intermediate": 8192,
+        "vocab": 128256,
+        "tied": True,
+    },
+}
 
 
 # ------------------------------------------------------------------ FLOPs
@@ -238,7 +271,7 @@ def peak_rss_kb(hwm_reset):
     """
     if hwm_reset:
         return _status_kb("VmHWM")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak_rss_mb() * 1024.0
 
 
 # ------------------------------------------------------------ worker
@@ -247,15 +280,20 @@ def peak_rss_kb(hwm_reset):
 _MODEL = None
 
 
-def build_model(shape, seed=0):
+def build_model(shape, seed=0, device="cpu", dtype="float32"):
     """A random, frozen ``LlamaForCausalLM`` of the given shape.
 
     Arguments
     ---------
     shape : dict
-        ``hidden, layers, heads, kv_heads, intermediate, vocab``.
+        ``hidden, layers, heads, kv_heads, intermediate, vocab``, optional
+        ``tied`` (input and output embeddings shared).
     seed : int
         Initialisation seed.
+    device : str
+        Where the weights live.
+    dtype : str
+        Weight dtype (``"float32"``, ``"bfloat16"``).
 
     Returns
     -------
@@ -281,10 +319,11 @@ def build_model(shape, seed=0):
         num_attention_heads=shape["heads"],
         num_key_value_heads=shape["kv_heads"],
         max_position_embeddings=4096,
+        tie_word_embeddings=shape.get("tied", False),
     )
     model = transformers.LlamaForCausalLM(config).eval()
     model.requires_grad_(False)
-    return model
+    return model.to(device=device, dtype=getattr(torch, dtype))
 
 
 def prepare(spec, model):
@@ -293,7 +332,10 @@ def prepare(spec, model):
     Arguments
     ---------
     spec : dict
-        ``shape, method, mode, n_audio, n_text, new_tokens, threads``.
+        ``shape, method, mode, n_audio, n_text, new_tokens, threads``;
+        optional ``device`` (default ``"cpu"``; the model's), ``autocast``
+        (a dtype name: run the steps under ``torch.autocast``) and
+        ``optimizer`` (training steps also take an AdamW step).
     model : transformers.LlamaForCausalLM
         The frozen LLM.
 
@@ -325,34 +367,46 @@ def prepare(spec, model):
     torch.set_num_threads(spec["threads"])
     shape = spec["shape"]
     method, mode = spec["method"], spec["mode"]
+    device = torch.device(spec.get("device", "cpu"))
     batch, n_audio, n_text = shape["batch"], spec["n_audio"], spec["n_text"]
     n_lal = {"plits": 0, "lal": n_audio, "pal": n_audio // 2}[method]
     n_plits = n_audio - n_lal
     d, da = shape["hidden"], shape["audio_dim"]
     torch.manual_seed(1)
-    audio = torch.randn(batch, n_audio, da)
-    ids = torch.randint(3, shape["vocab"], (batch, n_text))
+    audio = torch.randn(batch, n_audio, da).to(device)
+    ids = torch.randint(3, shape["vocab"], (batch, n_text)).to(device)
     embed = model.get_input_embeddings()
     with torch.no_grad():
         text = embed(ids)
-    projector = torch.nn.Linear(da, d) if n_plits else None
+    projector = torch.nn.Linear(da, d).to(device) if n_plits else None
     injector = None
     if n_lal:
         llm = CausalLM.from_model(model)
         injector = AttentionOnlyInjector(llm, da, lal_layers="all")
+        injector.to(device)
     plits_audio, lal_audio = audio[:, :n_plits], audio[:, n_plits:]
-    lal_mask = torch.ones(batch, n_lal, dtype=torch.bool)
+    lal_mask = torch.ones(batch, n_lal, dtype=torch.bool, device=device)
     labels = ids.clone()
     labels[:, 0] = -100
+    trainables = [
+        p
+        for m in (projector, injector)
+        if m is not None
+        for p in m.parameters()
+    ]
+    optimizer = None
+    if spec.get("optimizer") and mode == "train":
+        optimizer = torch.optim.AdamW(trainables, lr=1e-4)
+    autocast = spec.get("autocast")
 
     def inputs():
         """Text (with PLITS audio prepended), its mask and labels."""
         if not n_plits:
-            mask = torch.ones(batch, n_text, dtype=torch.bool)
+            mask = torch.ones(batch, n_text, dtype=torch.bool, device=device)
             return text, mask, labels
-        embeds = torch.cat([projector(plits_audio), text], dim=1)
-        mask = torch.ones(embeds.shape[:2], dtype=torch.bool)
-        ignore = torch.full((batch, n_plits), -100)
+        embeds = torch.cat([projector(plits_audio).to(text.dtype), text], 1)
+        mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=device)
+        ignore = torch.full((batch, n_plits), -100, device=device)
         return embeds, mask, torch.cat([ignore, labels], dim=1)
 
     def plits_loss(embeds, mask, targets):
@@ -372,6 +426,8 @@ def prepare(spec, model):
         else:
             loss = injector.loss(embeds, mask, targets, lal_audio, lal_mask)
         loss.backward()
+        if optimizer is not None:
+            optimizer.step()
         for module in (projector, injector):
             if module is not None:
                 module.zero_grad(set_to_none=True)
@@ -400,14 +456,17 @@ def prepare(spec, model):
             tokens.append(out.logits[:, -1].argmax(-1))
         return torch.stack(tokens, 1)
 
-    trainable = sum(
-        p.numel()
-        for m in (projector, injector)
-        if m is not None
-        for p in m.parameters()
-    )
+    trainable = sum(p.numel() for p in trainables)
     flops = count_flops(shape, n_plits, n_lal, n_text, mode, spec["new_tokens"])
     step = train_step if mode == "train" else generate_step
+    if autocast:
+        plain_step = step
+
+        def step(new_tokens):
+            dtype = getattr(torch, autocast)
+            with torch.autocast(device.type, dtype=dtype):
+                return plain_step(new_tokens)
+
     return step, {"trainable": trainable, "flops": flops}
 
 
@@ -511,6 +570,78 @@ def compare(specs, rounds, new_tokens):
                 proc.terminate()
 
 
+def measure_in_process(model, specs, rounds, new_tokens, device):
+    """Measures configurations one after the other in this process.
+
+    The path for a CUDA device (which a forked child could not use): each
+    configuration is prepared on ``model``, warmed up with one step
+    (generation: 2 tokens), its peak-memory counter reset, then timed
+    over ``rounds`` steps with the device synchronised before and after
+    each; its modules are freed before the next one is built.
+
+    Arguments
+    ---------
+    model : transformers.LlamaForCausalLM
+        The frozen LLM (``build_model``), on ``device``.
+    specs : list of dict
+        See ``prepare`` (``device`` set).
+    rounds : int
+        Timed steps per configuration.
+    new_tokens : int
+        Tokens per timed generation.
+    device : str
+        The device the model is on. On a CPU the peak is the process's
+        (never reset), so only the times are meaningful there.
+
+    Returns
+    -------
+    list of dict
+        As ``compare``: ``times``, ``time`` (minimum), ``peak_mb`` (CUDA:
+        ``max_memory_allocated`` during the timed steps: frozen and
+        trainable weights, gradients, optimizer state, activations,
+        caches), ``hwm_reset``, ``trainable``, ``flops``.
+
+    Example
+    -------
+    >>> shape = dict(hidden=8, layers=1, heads=2, kv_heads=1,
+    ...              intermediate=16, vocab=10, batch=1, audio_dim=8)
+    >>> specs = [dict(shape=shape, method=m, mode="train", n_audio=4,
+    ...               n_text=3, new_tokens=2, threads=1, device="cpu",
+    ...               optimizer=True) for m in METHODS]
+    >>> out = measure_in_process(build_model(shape), specs, 2, 2, "cpu")
+    >>> [len(r["times"]) for r in out], [r["trainable"] for r in out]
+    ([2, 2, 2], [72, 72, 144])
+    """
+    import gc
+
+    import torch
+
+    results = []
+    for spec in specs:
+        step, info = prepare(spec, model)
+        step(2 if spec["mode"] == "generate" else new_tokens)  # warm-up
+        reset_peak_memory(device)
+        times = []
+        for _ in range(rounds):
+            synchronize(device)
+            start = time.perf_counter()
+            step(new_tokens)
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+        info.update(
+            times=times,
+            time=min(times),
+            peak_mb=peak_memory_mb(device),
+            hwm_reset=True,
+        )
+        results.append(info)
+        del step
+        gc.collect()
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+    return results
+
+
 def _parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke mode")
@@ -534,12 +665,67 @@ def _parse(argv=None):
         help="torch threads per run (1: stable on a busy 2-core machine)",
     )
     parser.add_argument("--modes", nargs="+", default=["train", "generate"])
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cpu or cuda[:i] (default: cuda when available, else cpu)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16"],
+        help="LLM weights (default: float32 on cpu, bfloat16 on cuda, "
+        "with bf16 autocast)",
+    )
+    parser.add_argument(
+        "--shapes",
+        choices=sorted(SHAPES),
+        default=None,
+        help="LLM shapes of a published backbone (overrides --hidden etc.)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.hidden, args.layers, args.heads, args.vocab = 256, 2, 4, 2000
         args.batch, args.text, args.audio = 2, 16, [16, 64]
         args.new_tokens, args.repeats = 4, 1
     return args
+
+
+def llm_shape(args):
+    """The model and batch shapes of a parsed command line.
+
+    Arguments
+    ---------
+    args : argparse.Namespace
+        From ``_parse``.
+
+    Returns
+    -------
+    dict
+        ``hidden, layers, heads, kv_heads, intermediate, vocab, batch,
+        audio_dim`` (and ``tied`` with ``--shapes``).
+
+    Example
+    -------
+    >>> llm_shape(_parse(["--shapes", "llama-3.2-1b"]))["kv_heads"]
+    8
+    >>> llm_shape(_parse(["--quick"]))["intermediate"]
+    704
+    """
+    shape = {
+        "hidden": args.hidden,
+        "layers": args.layers,
+        "heads": args.heads,
+        "kv_heads": args.kv_heads or args.heads,
+        "intermediate": args.intermediate or (args.hidden * 11 // 4),
+        "vocab": args.vocab,
+        "batch": args.batch,
+        "audio_dim": args.hidden,
+    }
+    if args.shapes:
+        shape.update(SHAPES[args.shapes])
+        shape["audio_dim"] = shape["hidden"]
+    return shape
 
 
 def _fmt_ratio(a, b):
@@ -568,27 +754,30 @@ def main(argv=None):
     import torch
 
     args = _parse(argv)
-    shape = {
-        "hidden": args.hidden,
-        "layers": args.layers,
-        "heads": args.heads,
-        "kv_heads": args.kv_heads or args.heads,
-        "intermediate": args.intermediate or (args.hidden * 11 // 4),
-        "vocab": args.vocab,
-        "batch": args.batch,
-        "audio_dim": args.hidden,
-    }
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    on_cuda = torch.device(device).type == "cuda"
+    dtype = args.dtype or ("bfloat16" if on_cuda else "float32")
+    shape = llm_shape(args)
     print(
         "PAL efficiency: random Llama "
         + ", ".join(f"{k}={v}" for k, v in shape.items())
         + f", text={args.text}, new_tokens={args.new_tokens}, "
-        f"threads={args.threads}, rounds={args.repeats} (+1 warm-up)",
+        f"threads={args.threads}, rounds={args.repeats} (+1 warm-up)"
+        + (f", device={device}, dtype={dtype}" if on_cuda else ""),
         flush=True,
     )
     # One thread in the parent: no OpenMP pool exists when the children are
     # forked (each child then sets its own thread count).
     torch.set_num_threads(1)
-    _MODEL = build_model(shape)
+    _MODEL = build_model(shape, device=device, dtype=dtype)
+    weights_mb = (
+        torch.cuda.memory_allocated(device) / 2**20 if on_cuda else None
+    )
+    extra = {}
+    if on_cuda:  # in this process, with an optimizer step, autocast
+        extra = {"device": device, "optimizer": True}
+    if dtype != "float32":
+        extra["autocast"] = dtype
     results = {}
     for mode in args.modes:
         for n_audio in args.audio:
@@ -601,18 +790,30 @@ def main(argv=None):
                     "n_text": args.text,
                     "new_tokens": args.new_tokens,
                     "threads": args.threads,
+                    **extra,
                 }
                 for method in METHODS
             ]
-            measured = compare(specs, args.repeats, args.new_tokens)
+            if on_cuda:
+                measured = measure_in_process(
+                    _MODEL, specs, args.repeats, args.new_tokens, device
+                )
+            else:
+                measured = compare(specs, args.repeats, args.new_tokens)
             for method, res in zip(METHODS, measured):
                 results[(mode, n_audio, method)] = res
                 runs = ", ".join(f"{t:.2f}" for t in res["times"])
+                peak = (
+                    f"peak={res['peak_mb']:8.1f}MB "
+                    f"(frozen weights {weights_mb:.1f}MB) "
+                    if on_cuda
+                    else f"peak=+{res['peak_mb']:7.1f}MB "
+                )
                 print(
                     f"  {mode:8s} audio={n_audio:5d} {method:5s} "
                     f"time={res['time']:8.3f}s (runs: {runs}) "
-                    f"peak=+{res['peak_mb']:7.1f}MB "
-                    f"trainable={res['trainable']:,}",
+                    + peak
+                    + f"trainable={res['trainable']:,}",
                     flush=True,
                 )
     print()

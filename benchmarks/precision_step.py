@@ -16,10 +16,15 @@ emulated and slower, which is why the recipes' ``precision: auto`` picks
 fp32 there. The LLM decoder runs eagerly (``llm_compile_training`` off),
 so that only the precision differs from the earlier measurements.
 
+``--device`` (shared by the step benchmarks; default ``cuda`` when one is
+available, else ``cpu``) puts the brains on that device; on a GPU every
+timing is bracketed by ``torch.cuda.synchronize()``, since kernels run
+asynchronously.
+
 Usage::
 
     python benchmarks/precision_step.py [--hparams FILE] [--steps 20]
-        [--repeats 3] [--profile small]
+        [--repeats 3] [--profile small] [--device cuda]
 
 Authors
  * audiollm-lobes developers, 2026
@@ -38,6 +43,7 @@ from audiollm_lobes.brain import AudioLLMBrain
 from audiollm_lobes.cli import load_recipe_hparams
 from audiollm_lobes.data.datasets import build_datasets
 from audiollm_lobes.data.sampling import train_loader_kwargs
+from audiollm_lobes.peak_memory import synchronize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,9 +133,11 @@ def time_steps(brain, batches):
     True
     """
     losses = []
+    synchronize(brain.device)
     start = time.perf_counter()
     for batch in batches:
         losses.append(float(brain.fit_batch(batch)))
+    synchronize(brain.device)
     return (time.perf_counter() - start) / len(batches), sum(losses) / len(
         losses
     )
@@ -180,12 +188,14 @@ def benchmark_parser(description):
     Returns
     -------
     argparse.ArgumentParser
-        With ``--hparams``, ``--steps``, ``--repeats`` and ``--profile``.
+        With ``--hparams``, ``--steps``, ``--repeats``, ``--profile`` and
+        ``--device``.
 
     Example
     -------
-    >>> benchmark_parser("x").parse_args([]).steps
-    20
+    >>> args = benchmark_parser("x").parse_args([])
+    >>> args.steps, args.device == default_device()
+    (20, True)
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
@@ -194,10 +204,31 @@ def benchmark_parser(description):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", default="small")
+    parser.add_argument(
+        "--device",
+        default=default_device(),
+        help="cpu or cuda[:i] (default: cuda:0 when available, else cpu)",
+    )
     return parser
 
 
-def load_variant(hparams_file, profile, name, overrides=()):
+def default_device():
+    """``"cuda:0"`` when PyTorch sees a GPU, else ``"cpu"``.
+
+    Returns
+    -------
+    str
+        The benchmarks' default ``--device``.
+
+    Example
+    -------
+    >>> default_device() in ("cpu", "cuda:0")
+    True
+    """
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def load_variant(hparams_file, profile, name, overrides=(), device="cpu"):
     """Recipe hparams of one benchmark variant.
 
     Arguments
@@ -210,11 +241,15 @@ def load_variant(hparams_file, profile, name, overrides=()):
         Benchmark name (output folder ``/tmp/audiollm_lobes_<name>``).
     overrides : sequence of str
         Extra ``--key=value`` overrides.
+    device : str
+        The run's device: resolves ``precision: auto`` for it, and is set
+        as ``hparams["device"]``, where the brains of ``make_brain`` read
+        it.
 
     Returns
     -------
     dict
-        Loaded hparams (``precision`` resolved).
+        Loaded hparams (``precision`` resolved, ``device`` set).
 
     Example
     -------
@@ -228,9 +263,11 @@ def load_variant(hparams_file, profile, name, overrides=()):
         f"--toy_profile={profile}",
         f"--experiment={name}",
         f"--output_folder=/tmp/audiollm_lobes_{name}",
+        f"--device={device}",
         *overrides,
     ]
     hparams, _ = load_recipe_hparams(argv, hparams_file)
+    hparams["device"] = device
     return hparams
 
 
@@ -335,16 +372,23 @@ def main(argv=None):
         args.profile,
         "bench_precision",
         ["--llm_compile_training=False"],
+        device=args.device,
     )
     batches = training_batches(hparams, args.steps)
     brains = {p: make_brain(hparams, p) for p in ("fp32", "bf16")}
     stats = time_alternately(brains, batches, args.repeats)
     fp32, bf16 = stats["fp32"]["median"], stats["bf16"]["median"]
+    on_cuda = torch.device(args.device).type == "cuda"
+    native_bf16 = (
+        torch.cuda.is_bf16_supported()
+        if on_cuda
+        else torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
     print(
         f"{Path(args.hparams).name} on toy world {args.profile!r}, "
         f"{args.steps} steps x {args.repeats} repeats, "
         f"{torch.get_num_threads()} threads, native bf16: "
-        f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
+        f"{native_bf16}" + (f", device {args.device}" if on_cuda else "")
     )
     print("| precision | s/step (median) | mean train loss |")
     print("|---|---:|---:|")

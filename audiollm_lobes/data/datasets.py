@@ -15,12 +15,15 @@ from pathlib import Path
 
 from speechbrain.utils.distributed import run_on_main
 
+from audiollm_lobes.data.manifest import DEFAULT_MAX_AUDIO_SECONDS
 from audiollm_lobes.data.pipeline import load_entries, make_dataset
+from audiollm_lobes.data.tasks import task_definitions
 from audiollm_lobes.data.templates import (
-    AUDIO_INSTRUCTIONS,
     AUDIO_MARKER,
+    KNOWN_TASKS,
     fill,
 )
+from audiollm_lobes.reporting import majority_baselines
 from audiollm_lobes.toyworld.sources import resolve_source
 
 logger = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ def manifest_paths(data_root, split, tasks):
     ]
 
 
-def check_instruction_overrides(overrides):
+def check_instruction_overrides(overrides, known_tasks=KNOWN_TASKS):
     """Validates ``instruction_overrides``: ``{task: instruction}``.
 
     Each instruction replaces the manifest instruction of every example of
@@ -69,6 +72,9 @@ def check_instruction_overrides(overrides):
     ---------
     overrides : dict or None
         The hparams value.
+    known_tasks : iterable of str
+        Task names that may be overridden (built-in and declared tasks,
+        see :func:`audiollm_lobes.data.tasks.task_definitions`).
 
     Returns
     -------
@@ -97,10 +103,11 @@ def check_instruction_overrides(overrides):
     for task, instruction in overrides.items():
         if instruction is None:  # a file's override switched off
             continue
-        if task not in AUDIO_INSTRUCTIONS:
+        if task not in known_tasks:
             raise ValueError(
                 f"instruction_overrides.{task}: unknown task, expected one "
-                f"of {sorted(AUDIO_INSTRUCTIONS)}"
+                f"of {sorted(known_tasks)} (declare new tasks under "
+                "task_definitions)"
             )
         count = str(instruction).count(AUDIO_MARKER)
         if not isinstance(instruction, str) or count != 1:
@@ -148,6 +155,72 @@ def override_instructions(entries, overrides):
         entry["instruction"] = instruction
 
 
+def check_task_names(hparams, tasks_table):
+    """Checks that every task a recipe trains or tests on is known.
+
+    Arguments
+    ---------
+    hparams : dict
+        Reads ``tasks`` and ``<split>_tasks``.
+    tasks_table : dict
+        From :func:`audiollm_lobes.data.tasks.task_definitions`.
+
+    Raises
+    ------
+    ValueError
+        Naming the hparams key and the unknown task.
+
+    Example
+    -------
+    >>> from audiollm_lobes.data.tasks import task_definitions
+    >>> check_task_names({"tasks": ["asr", "bird"]}, task_definitions())
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    ValueError: tasks: unknown task 'bird'; declare it under ...
+    """
+    for key in ("tasks",) + tuple(f"{split}_tasks" for split in SPLITS):
+        for task in hparams.get(key) or ():
+            if task not in tasks_table:
+                raise ValueError(
+                    f"{key}: unknown task {task!r}; declare it under "
+                    "task_definitions (name: {metric: ..., instructions: "
+                    f"[...]}}) or use one of {sorted(tasks_table)}"
+                )
+
+
+def validation_options(hparams, tasks_table):
+    """The manifest-validation options of a recipe's hparams.
+
+    Arguments
+    ---------
+    hparams : dict
+        Reads ``max_audio_seconds`` (default
+        :data:`~audiollm_lobes.data.manifest.DEFAULT_MAX_AUDIO_SECONDS`;
+        null: no limit).
+    tasks_table : dict
+        The known tasks.
+
+    Returns
+    -------
+    dict
+        Keyword arguments of ``load_entries``.
+
+    Example
+    -------
+    >>> from audiollm_lobes.data.tasks import task_definitions
+    >>> options = validation_options({}, task_definitions())
+    >>> "asr" in options["known_tasks"]
+    True
+    """
+    return {
+        "known_tasks": tuple(tasks_table),
+        "max_audio_seconds": hparams.get(
+            "max_audio_seconds", DEFAULT_MAX_AUDIO_SECONDS
+        ),
+    }
+
+
 def build_datasets(hparams):
     """Builds the train/valid/test ``DynamicItemDataset`` of a recipe.
 
@@ -159,8 +232,11 @@ def build_datasets(hparams):
     ``[skip, skip + max)`` of each manifest). The sets of two splits may
     not share an example id. ``instruction_overrides`` (``{task:
     instruction}``) replaces the manifests' instructions of those tasks
-    (see ``check_instruction_overrides``). The tokenizer comes from
-    ``hparams["llm"]``.
+    (see ``check_instruction_overrides``). ``task_definitions`` declares
+    new tasks (``audiollm_lobes.data.tasks.task_definitions``);
+    ``max_audio_seconds`` is the longest audio an example may have. The
+    tokenizer and the prompt format come from ``hparams["llm"]``
+    (``prompt_format``, if the hparams give it, must be the LLM's).
     Every manifest is validated before training starts.
 
     Arguments
@@ -186,9 +262,12 @@ def build_datasets(hparams):
     source = hparams["data_folder"]
     run_on_main(resolve_source, args=[source])
     data_root = resolve_source(source)
+    tasks_table = task_definitions(hparams.get("task_definitions"))
+    check_task_names(hparams, tasks_table)
     overrides = check_instruction_overrides(
-        hparams.get("instruction_overrides")
+        hparams.get("instruction_overrides"), tasks_table
     )
+    validation = validation_options(hparams, tasks_table)
     out = {"entries": {}}
     for split in SPLITS:
         tasks = hparams.get(f"{split}_tasks") or hparams["tasks"]
@@ -200,6 +279,7 @@ def build_datasets(hparams):
             sample_rate=hparams.get("sample_rate", 16000),
             max_per_manifest=hparams.get(f"max_{split}_per_task"),
             skip_per_manifest=hparams.get(f"skip_{split}_per_task") or 0,
+            **validation,
         )
         override_instructions(entries, overrides)
         for other, other_entries in out["entries"].items():
@@ -215,6 +295,39 @@ def build_datasets(hparams):
             entries,
             hparams["llm"],
             sample_rate=hparams.get("sample_rate", 16000),
+            prompt_format=hparams.get("prompt_format"),
         )
         logger.info("%s: %d examples over %s", split, len(entries), tasks)
     return out
+
+
+def recipe_baselines(hparams, datasets):
+    """Majority baselines of a recipe's test set.
+
+    :func:`audiollm_lobes.reporting.majority_baselines` over the data
+    folder's train manifests, with the run's task table (declared tasks
+    included).
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hparams (``data_folder``, optional ``task_definitions``).
+    datasets : dict
+        From :func:`build_datasets`.
+
+    Returns
+    -------
+    dict
+        ``{task: percent}``.
+
+    Example
+    -------
+    >>> datasets = build_datasets(hparams)  # doctest: +SKIP
+    >>> recipe_baselines(hparams, datasets)  # doctest: +SKIP
+    {'emotion': 25.0, 'speaker_verification': 50.0, 'spoken_qa': 7.0}
+    """
+    return majority_baselines(
+        resolve_source(hparams["data_folder"]),
+        datasets["entries"]["test"],
+        tasks=task_definitions(hparams.get("task_definitions")),
+    )

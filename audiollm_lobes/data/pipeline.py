@@ -10,6 +10,13 @@ are the norm), validates them up front (all problems reported together,
   marker, prompt text after it (per-sample instructions),
 - ``answer_ids``: the answer tokens followed by EOS.
 
+The prompt format is the LLM's (``CausalLM(prompt_format=...)``, YAML key
+``prompt_format`` of the backbones fragments, see :func:`prompt_style`):
+``plain`` wraps the instruction in ``USER: ...\nASSISTANT:`` and starts
+with the tokenizer's BOS when it has one; ``chat_template`` renders it as
+a user turn with the tokenizer's own chat template (which writes any BOS
+itself) and ends the answer with the template's end-of-turn token.
+
 Authors
  * audiollm-lobes developers, 2026
 """
@@ -19,8 +26,11 @@ import logging
 import speechbrain as sb
 import torch
 
-from audiollm_lobes.data.audio import read_example_audio
-from audiollm_lobes.data.manifest import check_manifests
+from audiollm_lobes.data.audio import example_audio_key, read_example_audio
+from audiollm_lobes.data.manifest import (
+    DEFAULT_MAX_AUDIO_SECONDS,
+    check_manifests,
+)
 from audiollm_lobes.data.templates import (
     AUDIO_MARKER,
     format_target,
@@ -28,6 +38,9 @@ from audiollm_lobes.data.templates import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Token-id items of every example (1-D ``LongTensor``).
+PROMPT_KEYS = ("before_ids", "after_ids", "answer_ids")
 
 OUTPUT_KEYS = [
     "id",
@@ -49,6 +62,7 @@ def load_entries(
     max_per_manifest=None,
     known_tasks=None,
     skip_per_manifest=0,
+    max_audio_seconds=DEFAULT_MAX_AUDIO_SECONDS,
 ):
     """Validates and merges manifests into one ``{id: entry}`` dict.
 
@@ -71,6 +85,9 @@ def load_entries(
         Drop the first N entries of each manifest (e.g. to keep a few-shot
         validation set apart from few-shot training examples read from
         the same manifest).
+    max_audio_seconds : float or None
+        Longest audio an example may have (validation reports longer
+        ones; None: no limit).
 
     Returns
     -------
@@ -98,6 +115,7 @@ def load_entries(
     }
     if known_tasks is not None:
         kwargs["known_tasks"] = tuple(known_tasks)
+    kwargs["max_audio_seconds"] = max_audio_seconds
     per_file = check_manifests(
         list(manifest_paths), on_bad_example=on_bad_example, **kwargs
     )
@@ -130,11 +148,100 @@ def load_entries(
                 )
             entry = dict(entry)
             entry.setdefault("wav2", "")
+            entry.setdefault("start", None)
+            entry.setdefault("stop", None)
             merged[ex_id] = entry
     return merged
 
 
-def make_dataset(entries, llm, sample_rate=16000, gap_seconds=0.3):
+def prompt_style(llm, prompt_format=None):
+    """How prompts and answers are written for an LLM's prompt format.
+
+    Arguments
+    ---------
+    llm : audiollm_lobes.llm.CausalLM
+        The LLM (its ``prompt_format``, chat template, special ids).
+    prompt_format : str, optional
+        ``"plain"`` or ``"chat_template"``; None: the LLM's. It must equal
+        the LLM's, which also decides the ids that stop generation.
+
+    Returns
+    -------
+    render : callable or None
+        For ``templates.split_prompt``: None (plain format) or
+        ``llm.render_chat``.
+    answer_prefix : str
+        For ``templates.format_target``.
+
+    Example
+    -------
+    >>> import transformers
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> config = transformers.LlamaConfig(
+    ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+    ...     num_hidden_layers=1, num_attention_heads=2,
+    ... )
+    >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+    >>> prompt_style(llm)
+    (None, ' ')
+    >>> prompt_style(llm, "chat_template")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    ValueError: prompt_format='chat_template' differs from the LLM's ...
+    """
+    if prompt_format is not None and prompt_format != llm.prompt_format:
+        raise ValueError(
+            f"prompt_format={prompt_format!r} differs from the LLM's "
+            f"({llm.prompt_format!r}); set prompt_format on the CausalLM "
+            "(yaml: prompt_format of the backbones fragment), which also "
+            "decides the tokens that stop generation"
+        )
+    if llm.prompt_format == "chat_template":
+        return llm.render_chat, llm.chat_turn.answer_prefix
+    return None, " "
+
+
+def encode_prompt(llm, before, after, answer=None):
+    """Token ids of a prompt split around its audio, and of an answer.
+
+    Arguments
+    ---------
+    llm : audiollm_lobes.llm.CausalLM
+        Gives the tokenizer and the special ids.
+    before : str
+        The prompt text before the audio (``templates.split_prompt``).
+    after : str
+        The prompt text after it.
+    answer : str, optional
+        The answer text (``templates.format_target``).
+
+    Returns
+    -------
+    list of list of int
+        ``[llm.prompt_bos_ids + before_ids, after_ids]``, plus
+        ``answer_ids + [llm.answer_end_id]`` when ``answer`` is given.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+    >>> llm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+    >>> before, after, answer = encode_prompt(llm, "USER: ", "?", " yes")
+    >>> before[0] == llm.bos_id, answer[-1] == llm.eos_id
+    (True, True)
+    """
+    texts = [before, after] + ([] if answer is None else [answer])
+    ids = llm.encode(texts)
+    out = [llm.prompt_bos_ids + ids[0], ids[1]]
+    if answer is not None:
+        out.append(ids[2] + [llm.answer_end_id])
+    return out
+
+
+def make_dataset(
+    entries, llm, sample_rate=16000, gap_seconds=0.3, prompt_format=None
+):
     """Builds a ``DynamicItemDataset`` with audio and prompt pipelines.
 
     Arguments
@@ -142,11 +249,15 @@ def make_dataset(entries, llm, sample_rate=16000, gap_seconds=0.3):
     entries : dict
         ``{id: entry}`` as returned by ``load_entries``.
     llm : audiollm_lobes.llm.CausalLM
-        Gives the tokenizer (``encode``) and BOS/EOS ids.
+        Gives the tokenizer (``encode``), the prompt format and the
+        special ids.
     sample_rate : int
         Audio sample rate.
     gap_seconds : float
         Silence between ``wav`` and ``wav2`` of a pair.
+    prompt_format : str, optional
+        ``"plain"`` or ``"chat_template"``; None: the LLM's (must match
+        it, see :func:`prompt_style`).
 
     Returns
     -------
@@ -164,30 +275,44 @@ def make_dataset(entries, llm, sample_rate=16000, gap_seconds=0.3):
     >>> sorted(example)[:4]  # doctest: +SKIP
     ['after_ids', 'answer_ids', 'audio_key', 'before_ids']
     """
+    if prompt_format is not None:  # an early error on a mismatch
+        prompt_style(llm, prompt_format)
+    style = []  # (render, answer_prefix), read from the LLM on first use
+    # optional fields (pairs, segments) default to absent
+    entries = {
+        ex_id: {"wav2": "", "start": None, "stop": None, **entry}
+        for ex_id, entry in entries.items()
+    }
     dataset = sb.dataio.dataset.DynamicItemDataset(entries)
 
-    @sb.utils.data_pipeline.takes("wav", "wav2")
+    @sb.utils.data_pipeline.takes("wav", "wav2", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
-    def audio_pipeline(wav, wav2):
+    def audio_pipeline(wav, wav2, start, stop):
         return read_example_audio(
-            {"wav": wav, "wav2": wav2 or None},
+            {"wav": wav, "wav2": wav2 or None, "start": start, "stop": stop},
             sample_rate=sample_rate,
             gap_seconds=gap_seconds,
         )
 
     @sb.utils.data_pipeline.takes("instruction", "target")
-    @sb.utils.data_pipeline.provides("before_ids", "after_ids", "answer_ids")
+    @sb.utils.data_pipeline.provides(*PROMPT_KEYS)
     def text_pipeline(instruction, target):
-        before, after = split_prompt(instruction, AUDIO_MARKER)
-        ids = llm.encode([before, after, format_target(target)])
-        yield torch.LongTensor([llm.bos_id] + ids[0])
-        yield torch.LongTensor(ids[1])
-        yield torch.LongTensor(ids[2] + [llm.eos_id])
+        if not style:
+            style.extend(prompt_style(llm))
+            logger.info(
+                "prompts in the %s format of %s", llm.prompt_format, llm.source
+            )
+        render, answer_prefix = style
+        before, after = split_prompt(instruction, AUDIO_MARKER, render)
+        answer = format_target(target, answer_prefix)
+        for ids in encode_prompt(llm, before, after, answer):
+            yield torch.LongTensor(ids)
 
-    @sb.utils.data_pipeline.takes("wav", "wav2")
+    @sb.utils.data_pipeline.takes("wav", "wav2", "start", "stop")
     @sb.utils.data_pipeline.provides("audio_key")
-    def audio_key_pipeline(wav, wav2):
-        return f"{wav}|{wav2}"
+    def audio_key_pipeline(wav, wav2, start, stop):
+        entry = {"wav": wav, "wav2": wav2, "start": start, "stop": stop}
+        return example_audio_key(entry)
 
     dataset.add_dynamic_item(audio_pipeline)
     dataset.add_dynamic_item(audio_key_pipeline)

@@ -7,9 +7,13 @@ pretrained on, and that Wav2Prompt fills with its speech prompts).
 Placeholders such as ``<question>`` are filled when a manifest is built,
 so manifests only ever hold the ``<audio>`` marker.
 
-The LLM sees ``USER: <instruction>\\nASSISTANT:`` followed by
-``" " + answer`` and EOS. Curly braces are never used in templates because
-SpeechBrain formats manifest strings with ``str.format_map``.
+With the ``plain`` prompt format the LLM sees
+``USER: <instruction>\\nASSISTANT:`` followed by ``" " + answer`` and EOS;
+with ``chat_template`` the instruction is a user turn rendered by the
+tokenizer's own chat template (``llm.CausalLM.render_chat``), and the answer
+follows with the template's prefix and end-of-turn token (see
+``data.pipeline.make_dataset``). Curly braces are never used in templates
+because SpeechBrain formats manifest strings with ``str.format_map``.
 
 Authors
  * audiollm-lobes developers, 2026
@@ -130,6 +134,8 @@ TEXT_TASK_OF_AUDIO_TASK = {
     "slu": "slu",
 }
 
+#: The built-in tasks. A recipe declares more in its hparams
+#: (``task_definitions``, see :mod:`audiollm_lobes.data.tasks`).
 KNOWN_TASKS = tuple(AUDIO_INSTRUCTIONS)
 
 
@@ -195,7 +201,7 @@ def sample_instruction(task, rng=None, text=False, **fields):
     return fill(rng.choice(table[task]), **fields)
 
 
-def split_prompt(instruction, marker=AUDIO_MARKER):
+def split_prompt(instruction, marker=AUDIO_MARKER, render=None):
     """Wraps an instruction in the prompt format and splits it at the marker.
 
     Arguments
@@ -204,6 +210,11 @@ def split_prompt(instruction, marker=AUDIO_MARKER):
         An instruction holding one ``marker`` (or none, for text-only use).
     marker : str
         The marker to split at.
+    render : callable, optional
+        ``render(instruction) -> str``, the whole prompt text (e.g. a chat
+        template's user turn and generation prompt,
+        ``llm.CausalLM.render_chat``); default: the plain format
+        ``PROMPT_FORMAT``.
 
     Returns
     -------
@@ -216,8 +227,13 @@ def split_prompt(instruction, marker=AUDIO_MARKER):
     -------
     >>> split_prompt("<audio> Transcribe the speech.")
     ('USER: ', ' Transcribe the speech.\\nASSISTANT:')
+    >>> split_prompt("Hear <audio>.", render=lambda s: f"[INST] {s} [/INST]")
+    ('[INST] Hear ', '. [/INST]')
     """
-    prompt = PROMPT_FORMAT.replace("<instruction>", instruction)
+    if render is None:
+        prompt = PROMPT_FORMAT.replace("<instruction>", instruction)
+    else:
+        prompt = render(instruction)
     count = prompt.count(marker)
     if count > 1:
         raise ValueError(
@@ -230,22 +246,28 @@ def split_prompt(instruction, marker=AUDIO_MARKER):
     return before, after
 
 
-def format_target(answer):
+def format_target(answer, prefix=" "):
     """Returns the answer text as the LLM should produce it (before EOS).
 
     Arguments
     ---------
     answer : str
         The answer.
+    prefix : str
+        What comes between the prompt and the answer: one space after the
+        plain format's ``ASSISTANT:``; a chat template's own prefix
+        (``llm.CausalLM.chat_turn.answer_prefix``, usually empty).
 
     Returns
     -------
     str
-        ``" " + answer``.
+        ``prefix + answer.strip()``.
 
     Example
     -------
     >>> format_target("kitchen")
     ' kitchen'
+    >>> format_target(" kitchen ", prefix="")
+    'kitchen'
     """
-    return " " + answer.strip()
+    return prefix + answer.strip()

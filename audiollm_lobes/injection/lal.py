@@ -47,8 +47,12 @@ ids, and the loss and decoding loop it shares (``llm.next_token_loss``,
 
 Supported families: decoder-only HF models with the Llama layout
 (``model.layers[i].self_attn.{k_proj, v_proj}``, ``input_layernorm``,
-rotate-half RoPE), e.g. Llama, Mistral, Qwen2, Qwen3; sliding-window
-layers and logit soft-capping in attention are rejected.
+rotate-half RoPE), e.g. Llama, Mistral, Qwen2, Qwen3, and Phi-3, whose
+fused ``qkv_proj`` is sliced to its key and value rows
+(``frozen_kv_rows``); sliding-window layers and logit soft-capping in
+attention are rejected. Tested against a float64 reference on tiny
+Llama, Qwen2, Mistral and Phi-3 models
+(``tests/unit/injection/test_lal_families.py``).
 
 Authors
  * audiollm-lobes developers, 2026
@@ -200,28 +204,89 @@ def _zero_padding(audio, audio_mask):
     return audio.masked_fill(~audio_mask[..., None], 0.0)
 
 
-def _linear_names(layer):
+def _is_linear(module):
+    return isinstance(module, torch.nn.Module) and hasattr(
+        module, "out_features"
+    )
+
+
+def frozen_kv_rows(layer, config):
+    """Where a decoder layer's frozen key/value projections live.
+
+    Arguments
+    ---------
+    layer : torch.nn.Module
+        A decoder layer (``self_attn``, ``input_layernorm``).
+    config : transformers.PretrainedConfig
+        The model config (head counts).
+
+    Returns
+    -------
+    attn : torch.nn.Module
+        The layer's ``self_attn``.
+    rows : tuple of slice or None
+        None for separate ``k_proj`` / ``v_proj`` (Llama layout); for a
+        fused ``qkv_proj`` (Phi-3: ``[queries; keys; values]`` rows), the
+        ``(key_rows, value_rows)`` of its weight.
+
+    Example
+    -------
+    >>> config = transformers.Phi3Config(
+    ...     vocab_size=8, hidden_size=8, intermediate_size=8,
+    ...     num_hidden_layers=1, num_attention_heads=2,
+    ...     num_key_value_heads=1, pad_token_id=0,
+    ... )
+    >>> model = transformers.Phi3ForCausalLM(config)
+    >>> frozen_kv_rows(model.model.layers[0], config)[1]
+    (slice(8, 12, None), slice(12, 16, None))
+    """
     attn = getattr(layer, "self_attn", None)
     if attn is None:
         raise ValueError(
             f"{type(layer).__name__} has no `self_attn`; LAL needs the "
-            "Llama layout (self_attn.k_proj / v_proj, input_layernorm)"
+            "Llama layout (self_attn.k_proj / v_proj or a fused qkv_proj, "
+            "input_layernorm)"
         )
-    for name in ("k_proj", "v_proj"):
-        proj = getattr(attn, name, None)
-        if not isinstance(proj, torch.nn.Module) or not hasattr(
-            proj, "out_features"
-        ):
-            raise ValueError(
-                f"{type(attn).__name__} has no linear `{name}`; LAL needs "
-                "separate k_proj / v_proj projections"
-            )
     if getattr(layer, "input_layernorm", None) is None:
         raise ValueError(
             f"{type(layer).__name__} has no `input_layernorm`; LAL needs "
             "the Llama layout"
         )
-    return attn
+    if _is_linear(getattr(attn, "k_proj", None)) and _is_linear(
+        getattr(attn, "v_proj", None)
+    ):
+        return attn, None
+    fused = getattr(attn, "qkv_proj", None)
+    if not _is_linear(fused):
+        raise ValueError(
+            f"{type(attn).__name__} has neither linear `k_proj` / `v_proj` "
+            "nor a fused `qkv_proj`; LAL cannot find its key/value "
+            "projections"
+        )
+    head_dim = attn.head_dim
+    q_size = config.num_attention_heads * head_dim
+    kv_heads = getattr(config, "num_key_value_heads", None)
+    kv_size = (kv_heads or config.num_attention_heads) * head_dim
+    if fused.out_features != q_size + 2 * kv_size:
+        raise ValueError(
+            f"{type(attn).__name__}.qkv_proj has {fused.out_features} "
+            f"outputs; expected queries + keys + values = {q_size} + "
+            f"2 * {kv_size} from the config's head counts"
+        )
+    keys = slice(q_size, q_size + kv_size)
+    values = slice(q_size + kv_size, q_size + 2 * kv_size)
+    return attn, (keys, values)
+
+
+def _frozen_kv_params(attn, rows, which):
+    """``(weight, bias)`` of the frozen key (``which=0``) or value (1)
+    projection; bias may be None."""
+    if rows is None:
+        proj = attn.k_proj if which == 0 else attn.v_proj
+        return proj.weight, proj.bias
+    fused = attn.qkv_proj
+    bias = None if fused.bias is None else fused.bias[rows[which]]
+    return fused.weight[rows[which]], bias
 
 
 class AttentionOnlyInjector(torch.nn.Module):
@@ -334,8 +399,11 @@ class AttentionOnlyInjector(torch.nn.Module):
         self.maps = torch.nn.ModuleDict()
         self.k_maps = torch.nn.ModuleDict()
         self.v_maps = torch.nn.ModuleDict()
+        # per LAL layer: None (k_proj / v_proj) or the qkv_proj rows
+        self._kv_rows = {}
         for idx in self.lal_layers:
-            attn = _linear_names(layers[idx])
+            attn, rows = frozen_kv_rows(layers[idx], config)
+            self._kv_rows[idx] = rows
             if kv_projection == "shared":
                 lin = torch.nn.Linear(audio_dim, hidden, device=device)
                 with torch.no_grad():
@@ -343,22 +411,19 @@ class AttentionOnlyInjector(torch.nn.Module):
                     lin.bias.zero_()
                 self.maps[str(idx)] = lin
             else:
-                for name, table in (
-                    ("k_proj", self.k_maps),
-                    ("v_proj", self.v_maps),
-                ):
-                    frozen = getattr(attn, name)
+                for which, table in enumerate((self.k_maps, self.v_maps)):
+                    weight, bias = _frozen_kv_params(attn, rows, which)
                     lin = torch.nn.Linear(
                         audio_dim,
-                        frozen.out_features,
-                        bias=frozen.bias is not None,
+                        weight.shape[0],
+                        bias=bias is not None,
                         device=device,
                     )
-                    if frozen.in_features == audio_dim:
+                    if weight.shape[1] == audio_dim:
                         with torch.no_grad():
-                            lin.weight.copy_(frozen.weight.float())
-                            if frozen.bias is not None:
-                                lin.bias.copy_(frozen.bias.float())
+                            lin.weight.copy_(weight.float())
+                            if bias is not None:
+                                lin.bias.copy_(bias.float())
                     table[str(idx)] = lin
 
     # ----------------------------------------------------------- helpers
@@ -507,7 +572,16 @@ class AttentionOnlyInjector(torch.nn.Module):
             lin = self.maps[key]
             hidden = lin(x.to(lin.weight.dtype)).to(dtype)
             hidden = layer.input_layernorm(hidden)
-            keys, values = attn.k_proj(hidden), attn.v_proj(hidden)
+            rows = self._kv_rows[layer_idx]
+            if rows is None:
+                keys, values = attn.k_proj(hidden), attn.v_proj(hidden)
+            else:  # fused qkv_proj: only its key and value rows
+                keys, values = (
+                    torch.nn.functional.linear(
+                        hidden, *_frozen_kv_params(attn, rows, which)
+                    )
+                    for which in (0, 1)
+                )
         else:
             k_lin, v_lin = self.k_maps[key], self.v_maps[key]
             x = x.to(k_lin.weight.dtype)
@@ -640,8 +714,16 @@ class AttentionOnlyInjector(torch.nn.Module):
         audio=None,
         audio_mask=None,
         logits_at=None,
+        labels=None,
+        reduction="mean",
     ):
-        """Logits of the text with the audio injected as keys/values.
+        """Logits of the text with the audio injected as keys/values, or
+        with ``labels`` the next-token loss.
+
+        Training goes through ``forward`` with ``labels`` (:meth:`loss`
+        calls it): a module wrapped in ``DistributedDataParallel`` averages
+        gradients only of what its wrapper's ``forward`` computed (see
+        docs/design.md, "Engineering rules").
 
         Arguments
         ---------
@@ -658,11 +740,19 @@ class AttentionOnlyInjector(torch.nn.Module):
         logits_at : torch.Tensor, optional
             ``(batch, len)`` boolean; compute logits only there, returned
             flattened as ``(n, vocab)``.
+        labels : torch.LongTensor, optional
+            ``(batch, len)``, HF style (the label at ``t`` is the token at
+            ``t``, predicted from ``t - 1``; ``-100`` is ignored); then the
+            loss is returned instead of logits (not with ``logits_at``).
+        reduction : str
+            Of the loss: ``"mean"``, ``"sum"`` or ``"none"`` (row-major
+            labelled tokens).
 
         Returns
         -------
         torch.Tensor
-            ``(batch, len, vocab)`` logits, or ``(n, vocab)``.
+            ``(batch, len, vocab)`` logits, or ``(n, vocab)``; with
+            ``labels``, the loss (float32).
 
         Example
         -------
@@ -684,6 +774,14 @@ class AttentionOnlyInjector(torch.nn.Module):
         False
         >>> lal(text, text_mask, audio, audio_mask, logits_at=text_mask).shape
         torch.Size([5, 20])
+        >>> labels = torch.tensor([[-100, 5, 6], [-100, 7, -100]])
+        >>> loss = lal(text, text_mask, audio, audio_mask, labels=labels)
+        >>> targets = torch.tensor([5, 6, 7])
+        >>> at = torch.tensor([[1, 1, 0], [1, 0, 0]]).bool()
+        >>> ref = torch.nn.functional.cross_entropy(
+        ...     lal(text, text_mask, audio, audio_mask, logits_at=at), targets)
+        >>> torch.allclose(loss, ref)
+        True
         """
         text_mask = self._check_text(text_embeds, text_mask)
         audio, audio_mask = self._check_audio(audio, audio_mask)
@@ -692,6 +790,14 @@ class AttentionOnlyInjector(torch.nn.Module):
                 f"audio batch {audio.shape[0]} != text batch "
                 f"{text_embeds.shape[0]}"
             )
+        if labels is not None:
+            if logits_at is not None:
+                raise ValueError("give labels or logits_at, not both")
+            if labels.shape != text_mask.shape:
+                raise ValueError(
+                    f"labels must be {tuple(text_mask.shape)} like "
+                    f"text_mask; got {tuple(labels.shape)}"
+                )
         cache, audio_mask = self.build_cache(audio, audio_mask)
         masks = self._layer_masks(
             audio_mask, text_mask, text_attention_mask(text_mask)
@@ -700,6 +806,15 @@ class AttentionOnlyInjector(torch.nn.Module):
         hidden = self._run(
             text_embeds.to(self.llm_dtype), masks, positions, cache
         )
+        if labels is not None:
+            # without a labelled token the zero loss still spans every
+            # trainable map (DDP expects each to get a gradient)
+            return next_token_loss(
+                lambda where: self.llm.head(hidden[where]),
+                labels,
+                hidden,
+                reduction,
+            )
         if logits_at is None:
             return self.llm.head(hidden)
         if logits_at.shape != text_mask.shape:
@@ -758,18 +873,14 @@ class AttentionOnlyInjector(torch.nn.Module):
         >>> torch.allclose(loss, llm.loss(text, text_mask, labels))
         True
         """
-        if labels.shape != text_mask.shape:
-            raise ValueError(
-                f"labels must be {tuple(text_mask.shape)} like text_mask; "
-                f"got {tuple(labels.shape)}"
-            )
-
-        def logits_at(where):
-            return self.forward(
-                text_embeds, text_mask, audio, audio_mask, logits_at=where
-            )
-
-        return next_token_loss(logits_at, labels, text_embeds, reduction)
+        return self(
+            text_embeds,
+            text_mask,
+            audio,
+            audio_mask,
+            labels=labels,
+            reduction=reduction,
+        )
 
     @torch.no_grad()
     def generate(

@@ -17,8 +17,9 @@ Authors
  * audiollm-lobes developers, 2026
 """
 
-import fcntl
 from pathlib import Path
+
+import filelock
 
 from audiollm_lobes.paths import toyworld_dir
 
@@ -116,18 +117,12 @@ def ensure_toyworld(profile, seed=0, progress=True):
 
     root = toyworld_dir(profile)
     root.parent.mkdir(parents=True, exist_ok=True)
-    # Not the ``.<profile>.lock`` that build_world takes inside: two flocks
+    # Not the ``.<profile>.lock`` that build_world takes inside: two locks
     # on one file from one process would wait for each other forever.
     lock_path = root.parent / f".{profile}.sources.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            world = build_world(profile, seed=seed, progress=progress)
-            build_backbones(
-                world, profile=profile, seed=seed, progress=progress
-            )
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with filelock.FileLock(str(lock_path)):
+        world = build_world(profile, seed=seed, progress=progress)
+        build_backbones(world, profile=profile, seed=seed, progress=progress)
     return Path(world)
 
 

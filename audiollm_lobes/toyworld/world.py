@@ -25,7 +25,6 @@ Authors
  * audiollm-lobes developers, 2026
 """
 
-import contextlib
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+import filelock
 import numpy as np
 
 from audiollm_lobes.atomic import replace_dir, write_json, write_text
@@ -328,21 +328,20 @@ def build_world(
     return root
 
 
-@contextlib.contextmanager
 def _build_lock(root):
-    """Serialises builds of the same root between processes (POSIX)."""
-    lock_path = root.parent / f".{root.name}.lock"
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    with open(lock_path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Serialises builds of the same root between processes (any OS).
+
+    Arguments
+    ---------
+    root : pathlib.Path
+        The world root; the lock file is ``.<name>.lock`` next to it.
+
+    Returns
+    -------
+    filelock.FileLock
+        A context manager holding an exclusive lock on that file.
+    """
+    return filelock.FileLock(str(root.parent / f".{root.name}.lock"))
 
 
 def _balanced_pairs(n, speakers, styles, rng):

@@ -15,6 +15,8 @@ To run (from the repo root; the toy world is built on first use)::
     python recipes/LiSTEN/train.py hparams/dps.yaml
     python recipes/LiSTEN/train.py hparams/dps.yaml --selector=attention
     python recipes/LiSTEN/train.py hparams/lora.yaml
+    torchrun --nproc_per_node=2 recipes/LiSTEN/train.py hparams/dps.yaml \\
+        --distributed_backend=gloo        # DDP (nccl on GPUs)
 
 Authors
  * audiollm-lobes developers, 2026
@@ -29,16 +31,14 @@ from audiollm_lobes.analysis import usage_lines, write_usage_report
 from audiollm_lobes.backbone_widths import check_backbone_widths
 from audiollm_lobes.brain import AudioLLMBrain
 from audiollm_lobes.cli import load_recipe_hparams
-from audiollm_lobes.data.datasets import build_datasets
+from audiollm_lobes.data.datasets import build_datasets, recipe_baselines
 from audiollm_lobes.data.manifest import ManifestError
 from audiollm_lobes.data.sampling import train_loader_kwargs
 from audiollm_lobes.reporting import (
-    majority_baselines,
     results_table,
     summary_head,
     write_summary,
 )
-from audiollm_lobes.toyworld.sources import resolve_source
 from audiollm_lobes.trainable import count_parameters
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,9 @@ class LiSTENBrain(AudioLLMBrain):
         ``known`` maps a ``k`` already evaluated (the main test, at the
         pool's own ``k_eval``) to its summary, which is reused instead of
         decoding the test set again. The pool's ``k_eval`` is restored.
+        Every process evaluates (the main one writes the results).
         """
-        pool = self.modules.prompt_pool
+        pool = self.unwrap("prompt_pool")
         known = known or {}
         original = pool.k_eval
         results = {}
@@ -86,9 +87,7 @@ def main(argv):
     )
     n_trainable = count_parameters(brain.modules)
     logger.info("trainable parameters: %d", n_trainable)
-    hparams["baselines"] = majority_baselines(
-        resolve_source(hparams["data_folder"]), datasets["entries"]["test"]
-    )
+    hparams["baselines"] = recipe_baselines(hparams, datasets)
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
@@ -96,7 +95,8 @@ def main(argv):
         train_loader_kwargs=train_loader_kwargs(hparams, datasets["train"]),
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
-    pool = getattr(brain.modules, "prompt_pool", None)
+    # the pool itself, not its DDP wrapper (which has none of its methods)
+    pool = brain.unwrap("prompt_pool")
     recording = pool is not None and hasattr(pool, "start_recording")
     if recording:
         pool.start_recording()
@@ -113,7 +113,10 @@ def main(argv):
     }
     if recording:
         pool.stop_recording()
-        summary["usage"] = write_usage_report(pool, hparams["output_folder"])
+        # every process recorded the same test set; the main one writes
+        summary["usage"] = run_on_main(
+            write_usage_report, args=[pool, hparams["output_folder"]]
+        )
         k_values = hparams.get("k_eval_sweep") or []
         if k_values:
             summary["k_sweep"] = brain.evaluate_k_sweep(

@@ -27,11 +27,13 @@ train step time and peak memory of the run in ``summary.json`` /
            then run through the injector instead of ``llm.loss/generate``)
 
 Hparams on top of ``AudioLLMBrain``'s: ``routes`` (``name -> "plits" |
-"lal"``), ``connectors`` (``name -> connector``, one per route),
-``modules.injector`` (``AttentionOnlyInjector``) when a route is
-``"lal"``. The route name ``"fused"`` means the encoder's fused output;
-any other names must be exactly the ``FusedEncoder``'s streams, each then
-getting its own connector (``audiollm_lobes.injection.pal.check_routes``).
+"lal"``), ``connectors`` (``name -> connector``, one per route, each
+also listed in ``modules:`` so that it trains, and under DDP has its
+gradients averaged), ``modules.injector`` (``AttentionOnlyInjector``)
+when a route is ``"lal"``. The route name ``"fused"`` means the
+encoder's fused output; any other names must be exactly the
+``FusedEncoder``'s streams, each then getting its own connector
+(``audiollm_lobes.injection.pal.check_routes``).
 
 To run (from the repo root or from this folder; the toy world is built
 on first use)::
@@ -39,13 +41,14 @@ on first use)::
     python recipes/PAL/train.py hparams/plits.yaml
     python recipes/PAL/train.py hparams/lal.yaml --kv_projection=new
     python recipes/PAL/train.py hparams/pal.yaml
+    torchrun --nproc_per_node=2 recipes/PAL/train.py hparams/pal.yaml \\
+        --distributed_backend=gloo        # DDP (nccl on GPUs)
 
 Authors
  * audiollm-lobes developers, 2026
 """
 
 import logging
-import resource
 import statistics
 import sys
 import time
@@ -56,16 +59,15 @@ from speechbrain.utils.distributed import run_on_main
 from audiollm_lobes.backbone_widths import check_backbone_widths
 from audiollm_lobes.brain import AudioLLMBrain
 from audiollm_lobes.cli import load_recipe_hparams
-from audiollm_lobes.data.datasets import build_datasets
+from audiollm_lobes.data.datasets import build_datasets, recipe_baselines
 from audiollm_lobes.data.manifest import ManifestError
 from audiollm_lobes.data.sampling import train_loader_kwargs
 from audiollm_lobes.injection.pal import FUSED, PALRouter, check_routes
+from audiollm_lobes.peak_memory import peak_rss_mb
 from audiollm_lobes.reporting import (
-    majority_baselines,
     summary_head,
     write_summary,
 )
-from audiollm_lobes.toyworld.sources import resolve_source
 from audiollm_lobes.trainable import count_parameters
 
 logger = logging.getLogger(__name__)
@@ -97,6 +99,10 @@ class PALBrain(AudioLLMBrain):
             self._hp("num_beams", 1),
         )
         self.router = PALRouter(self.routes)
+        #: ``{route: key of its connector in self.modules}``
+        self.connector_keys = connector_module_keys(
+            self._hp("connectors", None) or {}, self.modules
+        )
         self.lal_audio = (None, None)
         self.step_times = []
         self.peak_rss_mb = None
@@ -147,9 +153,10 @@ class PALBrain(AudioLLMBrain):
         """
         del batch, stage
         streams = feats if isinstance(feats, dict) else {FUSED: (feats, mask)}
-        connectors = self.hparams.connectors
+        # through self.modules: DDP averages only what its wrapper computed
         tokens = {
-            name: connectors[name](*streams[name]) for name in self.routes
+            name: self.modules[self.connector_keys[name]](*streams[name])
+            for name in self.routes
         }
         routed = self.router(tokens)
         self.lal_audio = (routed.lal, routed.lal_mask)
@@ -180,8 +187,8 @@ class PALBrain(AudioLLMBrain):
         lal, lal_mask = self.lal_audio
         if lal is None:
             return super().llm_loss(seq, batch, stage)
-        return self.modules.injector.loss(
-            seq.embeds, seq.mask, seq.labels, audio=lal, audio_mask=lal_mask
+        return self.modules.injector(
+            seq.embeds, seq.mask, lal, lal_mask, labels=seq.labels
         )
 
     def llm_generate(self, seq, batch, stage):
@@ -204,7 +211,7 @@ class PALBrain(AudioLLMBrain):
         lal, lal_mask = self.lal_audio
         if lal is None:
             return super().llm_generate(seq, batch, stage)
-        return self.modules.injector.generate(
+        return self.unwrap("injector").generate(
             lal,
             lal_mask,
             seq.embeds,
@@ -251,20 +258,47 @@ class PALBrain(AudioLLMBrain):
         }
 
 
-def peak_rss_mb():
-    """Peak resident memory of this process so far, in MiB (Linux).
+def connector_module_keys(connectors, modules):
+    """Which key of ``modules`` holds each route's connector.
+
+    A connector trains (and, under DDP, has its gradients averaged) only
+    when it is called through ``modules``, so each one must be there.
+
+    Arguments
+    ---------
+    connectors : dict
+        ``{route: connector}`` (the hparams' ``connectors``).
+    modules : dict or torch.nn.ModuleDict
+        The Brain's modules (before any DDP wrapping).
 
     Returns
     -------
-    float
-        ``ru_maxrss`` (KiB on Linux) / 1024.
+    dict
+        ``{route: module key}``.
 
     Example
     -------
-    >>> peak_rss_mb() > 0
-    True
+    >>> import torch
+    >>> a, b = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    >>> connector_module_keys({"whisper": a}, {"w_conn": a, "other": b})
+    {'whisper': 'w_conn'}
+    >>> connector_module_keys({"beats": b}, {"w_conn": a})
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: connectors.beats is not in modules: add it there ...
     """
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    keys = {}
+    for route, connector in connectors.items():
+        found = [k for k, m in modules.items() if m is connector]
+        if not found:
+            raise ValueError(
+                f"connectors.{route} is not in modules: add it there (e.g. "
+                f"{route}_connector: !ref <...>) so that it trains and DDP "
+                "averages its gradients"
+            )
+        keys[route] = found[0]
+    return keys
 
 
 def efficiency_lines(efficiency):
@@ -319,9 +353,7 @@ def main(argv):
     n_trainable = count_parameters(brain.modules)
     logger.info("routes: %s", brain.routes)
     logger.info("trainable parameters: %d", n_trainable)
-    hparams["baselines"] = majority_baselines(
-        resolve_source(hparams["data_folder"]), datasets["entries"]["test"]
-    )
+    hparams["baselines"] = recipe_baselines(hparams, datasets)
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],

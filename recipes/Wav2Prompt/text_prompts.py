@@ -15,7 +15,11 @@ import zlib
 import speechbrain as sb
 import torch
 
-from audiollm_lobes.data.pipeline import OUTPUT_KEYS
+from audiollm_lobes.data.pipeline import (
+    OUTPUT_KEYS,
+    encode_prompt,
+    prompt_style,
+)
 from audiollm_lobes.data.templates import (
     TEXT_INSTRUCTIONS,
     TEXT_MARKER,
@@ -34,7 +38,7 @@ TEXT_PROMPT_KEYS = [
 ]
 
 
-def split_text_prompt(instruction):
+def split_text_prompt(instruction, render=None):
     """Splits a text-task instruction at ``<text>`` for splicing.
 
     The space before the marker is moved from the prompt into the spliced
@@ -46,6 +50,8 @@ def split_text_prompt(instruction):
     ---------
     instruction : str
         An instruction holding one ``<text>`` marker.
+    render : callable, optional
+        The prompt format (see ``templates.split_prompt``; default plain).
 
     Returns
     -------
@@ -64,7 +70,7 @@ def split_text_prompt(instruction):
             f"text instruction {instruction!r}: expected exactly one "
             f"{TEXT_MARKER} marker"
         )
-    before, after = split_prompt(instruction, TEXT_MARKER)
+    before, after = split_prompt(instruction, TEXT_MARKER, render)
     if before.endswith(" "):
         before = before[:-1]
     return before, after
@@ -134,10 +140,15 @@ def add_text_prompt_items(
     template="hash",
     asr_instruction="<audio> Transcribe the speech.",
     asr_prompt="manifest",
+    prompt_format=None,
 ):
     """Adds the Wav2Prompt items to a dataset from ``make_dataset``.
 
     Items (all 1-D ``LongTensor``):
+
+    The prompts follow the LLM's prompt format like the dataset's own
+    (``data.pipeline.prompt_style``; "BOS first" below holds for the plain
+    format with a tokenizer that has a BOS).
 
     * ``text_before_ids`` (BOS first) / ``text_after_ids``: the text-task
       prompt around the spliced text (see :func:`split_text_prompt`);
@@ -166,6 +177,9 @@ def add_text_prompt_items(
     asr_prompt : str
         ``"manifest"`` or ``"instruction"``: the ASR prompt of ``asr``
         examples (see above).
+    prompt_format : str, optional
+        ``"plain"`` or ``"chat_template"``; None: the LLM's (must match
+        it).
 
     Returns
     -------
@@ -200,12 +214,16 @@ def add_text_prompt_items(
             f"{len(missing)} examples lack the field 'transcript' needed by "
             f"Wav2Prompt (CIF targets), e.g. {missing[:5]}"
         )
+    render, _ = prompt_style(llm, prompt_format)
     prompts = {
-        ex_id: split_text_prompt(text_instruction(entry, ex_id, template))
+        ex_id: split_text_prompt(
+            text_instruction(entry, ex_id, template), render
+        )
         for ex_id, entry in entries.items()
     }
-    bos = [llm.bos_id] if llm.bos_id is not None else []
-    fixed_asr = split_text_prompt(asr_instruction.replace("<audio>", "<text>"))
+    fixed_asr = split_text_prompt(
+        asr_instruction.replace("<audio>", "<text>"), render
+    )
 
     @sb.utils.data_pipeline.takes("id", "task", "instruction")
     @sb.utils.data_pipeline.provides(*TEXT_PROMPT_KEYS)
@@ -216,14 +234,15 @@ def add_text_prompt_items(
             asr_before, asr_after = fixed_asr
         else:
             asr = instruction if task == "asr" else asr_instruction
-            asr_before, asr_after = split_prompt(asr)
+            asr_before, asr_after = split_prompt(asr, render=render)
         transcript = " " + entries[ex_id]["transcript"].strip()
-        ids = llm.encode([before, after, transcript, asr_before, asr_after])
-        yield torch.LongTensor(bos + ids[0])
-        yield torch.LongTensor(ids[1])
-        yield torch.LongTensor(ids[2])
-        yield torch.LongTensor(bos + ids[3])
-        yield torch.LongTensor(ids[4])
+        text_ids = encode_prompt(llm, before, after, answer=None)
+        asr_ids = encode_prompt(llm, asr_before, asr_after, answer=None)
+        yield torch.LongTensor(text_ids[0])
+        yield torch.LongTensor(text_ids[1])
+        yield torch.LongTensor(llm.encode(transcript)[0])
+        yield torch.LongTensor(asr_ids[0])
+        yield torch.LongTensor(asr_ids[1])
 
     dataset.add_dynamic_item(text_prompt_pipeline)
     dataset.set_output_keys(OUTPUT_KEYS + TEXT_PROMPT_KEYS)

@@ -18,6 +18,8 @@ To run (from the repo root; the toy world is built on first use)::
     python recipes/Wav2Prompt/train.py hparams/few_shot.yaml \\
         --pretrained_frontend=results/Wav2Prompt/asr/1234 --shots=10
     python recipes/Wav2Prompt/compare.py results/Wav2Prompt/*/1234
+    torchrun --nproc_per_node=2 recipes/Wav2Prompt/train.py hparams/asr.yaml \\
+        --distributed_backend=gloo        # DDP (nccl on GPUs)
 
 ``Wav2PromptBrain``
 ------------------
@@ -65,7 +67,7 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 from text_prompts import add_text_prompt_items
 
 from audiollm_lobes.backbone_widths import check_backbone_widths
@@ -77,19 +79,17 @@ from audiollm_lobes.cif import (
     quantity_loss,
 )
 from audiollm_lobes.cli import load_recipe_hparams
-from audiollm_lobes.data.datasets import build_datasets
+from audiollm_lobes.data.datasets import build_datasets, recipe_baselines
 from audiollm_lobes.data.manifest import ManifestError
 from audiollm_lobes.data.sampling import train_loader_kwargs
+from audiollm_lobes.data.tasks import make_task_metrics
 from audiollm_lobes.injection import assemble_plits
 from audiollm_lobes.llm import pad_ids, token_embeddings
-from audiollm_lobes.metrics import TaskMetrics
 from audiollm_lobes.reporting import (
-    majority_baselines,
     results_table,
     write_results,
     write_summary,
 )
-from audiollm_lobes.toyworld.sources import resolve_source
 from audiollm_lobes.trainable import (
     TrainableState,
     count_parameters,
@@ -184,7 +184,7 @@ class Wav2PromptBrain(AudioLLMBrain):
     def on_fit_start(self):
         """Checks the loss weights once, then the usual set-up."""
         self.loss_weights = check_loss_weights(
-            self._hp("loss_weights"), self.modules.connector
+            self._hp("loss_weights"), self.unwrap("connector")
         )
         template = self._hp("train_template", "audio")
         if template not in TEMPLATES:
@@ -197,8 +197,9 @@ class Wav2PromptBrain(AudioLLMBrain):
 
     @property
     def uses_cif(self):
-        """Whether the front end is a CIF prompter."""
-        return isinstance(self.modules.connector, CIFPrompter)
+        """Whether the front end is a CIF prompter (the module itself, not
+        its DDP wrapper)."""
+        return isinstance(self.unwrap("connector"), CIFPrompter)
 
     # ------------------------------------------------------------ pieces
     def front_end(self, feats, feat_mask, target_lengths=None):
@@ -290,7 +291,7 @@ class Wav2PromptBrain(AudioLLMBrain):
                 audio, audio_mask, self.llm.embed(transcript), transcript_mask
             )
             parts["quantity"] = quantity_loss(
-                cif.alpha_sum, n_tokens, beta=self.modules.connector.beta
+                cif.alpha_sum, n_tokens, beta=self.unwrap("connector").beta
             )
         if weights["ce"] > 0 or stage != sb.Stage.TRAIN:
             # ASR data ("asr"): the answer is the transcript after the ASR
@@ -300,9 +301,7 @@ class Wav2PromptBrain(AudioLLMBrain):
             seq = self.sequence(
                 batch, template, audio, audio_mask, answer=answer
             )
-            parts["ce"] = self.llm.loss(
-                seq.embeds, seq.mask, seq.labels, seq.position_ids
-            )
+            parts["ce"] = self.llm_loss(seq, batch, stage)
         out = {"parts": parts, "hyps": None, "diagnostics": {}}
         if cif is not None and stage == sb.Stage.VALID:
             # how text-like the prompts are: nearest token = transcript's
@@ -373,7 +372,9 @@ class Wav2PromptBrain(AudioLLMBrain):
     def on_stage_start(self, stage, epoch=None):
         """Also resets the cascade's metrics."""
         super().on_stage_start(stage, epoch)
-        self.cascade_metrics = TaskMetrics()
+        self.cascade_metrics = make_task_metrics(
+            self._hp("task_definitions", None)
+        )
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """As the base class; in TEST also writes the cascade's results."""
@@ -381,6 +382,8 @@ class Wav2PromptBrain(AudioLLMBrain):
         if stage != sb.Stage.TEST:
             return
         self.cascade_summary = self.cascade_metrics.summarize()
+        if not if_main_process():  # every process tested; one writes
+            return
         out_dir = Path(self.hparams.output_folder)
         name = self._hp("test_results_name", "test_results")
         write_results(self.cascade_summary, out_dir / f"{name}_cascade.json")
@@ -466,9 +469,7 @@ def main(argv):
     summary["test"], summary["cascade"] = brain.evaluate_zero_shot(
         datasets["test"], test_opts, "test_results"
     )
-    summary["baselines"] = majority_baselines(
-        resolve_source(hparams["data_folder"]), datasets["entries"]["test"]
-    )
+    summary["baselines"] = recipe_baselines(hparams, datasets)
     summary["train_tasks"] = list(
         hparams.get("train_tasks") or hparams["tasks"]
     )

@@ -1,6 +1,8 @@
 """Runs every LiSTEN hparams file for a few steps on the tiny toy world."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +139,71 @@ def test_llm_attention_and_compile_options_reach_the_model(
     llm = hparams["llm"]
     assert llm.model.config._attn_implementation == expected[0]
     assert llm.compile_training is expected[1]
+
+
+def _driven_run(out, extra=(), env=None):
+    """LiSTEN dps for 2 epochs x 3 steps on the tiny world, one process,
+    one thread, fp32, eager, through ``tests/distributed/recipe_driver.py``
+    (which saves the trainable parameters after ``fit``)."""
+    driver = ROOT / "tests" / "distributed" / "recipe_driver.py"
+    cmd = [
+        sys.executable,
+        str(driver),
+        "LiSTEN",
+        str(out / "ranks"),
+        "hparams/dps.yaml",
+        f"--output_folder={out}",
+        "--toy_profile=tiny",
+        "--steps_per_epoch=3",
+        "--number_of_epochs=2",
+        "--batch_size=4",
+        "--max_valid_per_task=1",
+        "--max_test_per_task=1",
+        "--max_new_tokens=2",
+        "--warmup_steps=1",
+        "--k_eval_sweep=[]",
+        "--precision=fp32",
+        "--llm_compile_training=False",
+        # each batch encoded in its step: after a resume the in-memory
+        # feature cache would encode clips in other batches (features
+        # equal up to float rounding only)
+        "--cache_encoder_features=False",
+        *extra,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    return subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+def test_run_killed_mid_epoch_resumes_on_the_same_weights(
+    tiny_backbones, tmp_path
+):
+    """SIGKILL after the 4th intra-epoch checkpoint (step 1 of epoch 2),
+    rerun: the final trainable weights equal an uninterrupted run's,
+    bit for bit (dropout and the pool's stochastic k draw random numbers,
+    so this needs the generator states in the checkpoint)."""
+    reference = _driven_run(tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    resumed_out = tmp_path / "resumed"
+    intra = ("--ckpt_interval_steps=1", "--ckpt_interval_minutes=0")
+    killed = _driven_run(resumed_out, intra, env={"KILL_AFTER_INTRA_CKPT": "4"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = _driven_run(resumed_out, intra)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Loading a checkpoint" in resumed.stdout + resumed.stderr
+    ref = torch.load(tmp_path / "reference" / "ranks" / "rank0.pt")
+    got = torch.load(resumed_out / "ranks" / "rank0.pt")
+    assert ref and set(ref) == set(got)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+    # the resumed epoch's logged training stats are the uninterrupted ones
+    def epoch2(out):
+        line = [
+            ln
+            for ln in (out / "train_log.txt").read_text().splitlines()
+            if ln.startswith("epoch: 2")
+        ][-1]
+        return line.split(" - valid")[0].split("train seconds")[0]
+
+    assert epoch2(resumed_out) == epoch2(tmp_path / "reference")

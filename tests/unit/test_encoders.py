@@ -193,12 +193,61 @@ def test_whisper_errors(whisper, whisper_dir, tmp_path):
         whisper(torch.randn(2, 8000), torch.tensor([1.0]))
     with pytest.raises(ValueError, match="wav_lens"):
         whisper(torch.randn(2, 8000), torch.tensor([1.0, 0.0]))
-    with pytest.raises(ValueError, match="longer than"):
-        whisper(torch.zeros(1, 31 * SR))
     with pytest.raises(ValueError, match="output_layer"):
         WhisperEncoder(whisper_dir, output_layer=5)
     with pytest.raises(FileNotFoundError, match="not a folder"):
         WhisperEncoder(tmp_path / "missing", local_files_only=True)
+
+
+def _windowed_reference(encoder, clip):
+    """A long clip by hand: 30 s chunks encoded alone, then concatenated."""
+    window = encoder.window_samples
+    parts = []
+    for start in range(0, len(clip), window):
+        feats, mask = encoder(clip[None, start : start + window])
+        parts.append(feats[0, : int(mask.sum())])
+    return torch.cat(parts)
+
+
+def test_long_clip_equals_manual_chunk_and_concatenate(whisper):
+    # the toy Whisper's window is the real one: 1500 frames, 30 s
+    assert whisper.window_samples == 30 * SR == whisper.n_samples
+    long_clip, short, middle = _clips(7, [75 * SR, 2 * SR + 37, 40 * SR])
+    alone, mask = whisper(long_clip[None])
+    ref = _windowed_reference(whisper, long_clip)
+    assert ref.shape[0] == 1500 + 1500 + 750
+    assert alone.shape == (1, 3750, 32) and bool(mask.all())
+    torch.testing.assert_close(alone[0], ref, atol=1e-5, rtol=1e-5)
+    # in a padded batch (garbage past each clip), with shorter clips
+    wav, lens = _batch([short, long_clip, middle], garbage=3.0)
+    feats, mask = whisper(wav, lens)
+    frames = [101, 3750, 2000]
+    assert feats.shape == (3, 3750, 32)
+    expected_mask = torch.arange(3750)[None] < torch.tensor(frames)[:, None]
+    assert torch.equal(mask, expected_mask)
+    refs = [_windowed_reference(whisper, short), ref]
+    refs.append(_windowed_reference(whisper, middle))
+    for i in range(3):
+        torch.testing.assert_close(
+            feats[i, : frames[i]], refs[i], atol=1e-5, rtol=1e-5
+        )
+        assert torch.all(feats[i, frames[i] :] == 0)
+
+
+def test_long_clip_uncropped_and_with_gradients(whisper_dir):
+    (clip,) = _clips(9, [31 * SR])
+    uncropped = WhisperEncoder(whisper_dir, crop=False)
+    feats, mask = uncropped(clip[None])
+    assert mask.sum().item() == 1500 + 50
+    ref = _windowed_reference(uncropped, clip)
+    torch.testing.assert_close(feats[0], ref, atol=1e-5, rtol=1e-5)
+
+    trainable = WhisperEncoder(whisper_dir, freeze=False)
+    feats, mask = trainable(clip[None])
+    # a frame of the second window (weighted: a LayerNorm output sums to
+    # a constant)
+    (feats[0, 1520] * torch.arange(32.0)).sum().backward()
+    assert trainable.encoder.conv1.weight.grad.abs().sum() > 0
 
 
 # ------------------------------------------------------------------- BEATs
@@ -347,3 +396,22 @@ def test_fused_real_encoders(whisper_dir, beats_path):
     assert fused.output_dim == 64
     with pytest.raises(ValueError, match="align"):
         FusedEncoder({"w": WhisperEncoder(whisper_dir)}, align="stack")
+
+
+def test_fused_long_clip_streams_cover_the_same_audio(whisper_dir, beats_path):
+    """BEATs has no 30 s window: past 30 s both streams span the clip."""
+    fused = FusedEncoder(
+        {
+            "whisper": WhisperEncoder(whisper_dir),
+            "beats": BEATsEncoder(beats_path),
+        }
+    )
+    (clip,) = _clips(8, [31 * SR])
+    feats, mask, streams = fused(clip[None], return_streams=True)
+    # Whisper: 1500 + 50 frames; BEATs: 193 blocks of 16 fbank frames,
+    # 8 patches each (its positions are relative: no window)
+    assert streams["whisper"][1].sum() == 1550
+    assert streams["beats"][1].sum() == (1 + (31 * SR - 400) // 160) // 16 * 8
+    assert streams["beats"][1].sum() == 1544
+    assert feats.shape == (1, 1550, 64) and bool(mask.all())
+    assert bool((streams["beats"][0][0, -8:].abs().sum(-1) > 0).all())

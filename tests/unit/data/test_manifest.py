@@ -1,4 +1,4 @@
-"""Tests of manifest loading/validation and audio reading.
+"""Tests of manifest loading and validation (audio reading: test_audio.py).
 
 Authors
  * audiollm-lobes developers, 2026
@@ -11,15 +11,11 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from audiollm_lobes.data.audio import (
-    AudioError,
-    load_audio_or_none,
-    read_example_audio,
-    read_wav,
-)
+from audiollm_lobes.data import manifest as manifest_module
 from audiollm_lobes.data.manifest import (
+    DEFAULT_MAX_AUDIO_SECONDS,
+    AudioCheckCache,
     ManifestError,
     Problem,
     ValidationReport,
@@ -30,10 +26,10 @@ from audiollm_lobes.data.manifest import (
 )
 
 
-def _write(path, seconds=1.0, rate=16000, channels=1, value=0.1):
+def _write(path, seconds=1.0, rate=16000, channels=1, value=0.1, **kwargs):
     frames = int(round(seconds * rate))
     data = np.full((frames, channels), value, dtype="float32")
-    sf.write(str(path), data, rate)
+    sf.write(str(path), data, rate, **kwargs)
     return str(path)
 
 
@@ -58,8 +54,14 @@ def audio(tmp_path):
         "rate8k": _write(tmp_path / "rate8k.wav", rate=8000),
         "stereo": _write(tmp_path / "stereo.wav", channels=2),
         "zero": _write(tmp_path / "zero.wav", seconds=0.0),
+        "silent": _write(tmp_path / "silent.wav", value=0.0),
+        "long": _write(tmp_path / "long.wav", seconds=3.0, rate=8000),
         "missing": str(tmp_path / "missing.wav"),
     }
+    nan = np.full((16000, 1), 0.1, dtype="float32")
+    nan[1234] = np.nan
+    files["nan"] = str(tmp_path / "nan.wav")
+    sf.write(files["nan"], nan, 16000, subtype="FLOAT")
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     files["empty"] = str(empty)
@@ -129,9 +131,11 @@ def test_report_names_all_bad_ids_and_only_them(tmp_path, audio):
         "good1": _entry(audio["good"]),
         "utt_missing": _entry(audio["missing"]),
         "utt_unreadable": _entry(audio["garbage"]),
-        "utt_rate": _entry(audio["rate8k"]),
+        "utt_nan": _entry(audio["nan"]),
         "utt_task": _entry(audio["good"], task="juggling"),
         "good2": _entry(audio["good2"], duration=0.5),
+        "good_8k_stereo": _entry(audio["stereo"]),
+        "good_8k": _entry(audio["rate8k"]),
     }
     path = _dump(tmp_path, "train.json", data)
     report = validate_manifest(path)
@@ -139,17 +143,17 @@ def test_report_names_all_bad_ids_and_only_them(tmp_path, audio):
     assert report.bad_ids == {
         "utt_missing",
         "utt_unreadable",
-        "utt_rate",
+        "utt_nan",
         "utt_task",
     }
     text = str(report)
     for eid in report.bad_ids:
         assert f"  {eid}: " in text
-    assert "good1" not in text and "good2" not in text
+    assert "good" not in text.replace(audio["good"], "")
     assert path in text
     assert (
-        f"utt_rate: wav: sample rate is 8000 Hz, expected 16000 Hz "
-        f"({audio['rate8k']})" in text
+        "utt_nan: wav: holds 1 non-finite (NaN/inf) samples, expected "
+        f"finite audio ({audio['nan']})" in text
     )
     assert f"audio file does not exist ({audio['missing']})" in text
     assert "unknown task 'juggling'" in text
@@ -157,7 +161,7 @@ def test_report_names_all_bad_ids_and_only_them(tmp_path, audio):
     assert kinds == {
         "utt_missing": "missing_file",
         "utt_unreadable": "unreadable_audio",
-        "utt_rate": "sample_rate",
+        "utt_nan": "nonfinite_audio",
         "utt_task": "unknown_task",
     }
 
@@ -173,24 +177,29 @@ def test_report_names_all_bad_ids_and_only_them(tmp_path, audio):
     result = check_manifests([path], on_bad_example="skip")
     assert list(result) == [path]
     good = result[path]
-    assert list(good) == ["good1", "good2"]
+    assert list(good) == ["good1", "good2", "good_8k_stereo", "good_8k"]
     assert filter_manifest(data, report) == good
 
 
-def test_empty_audio_and_channels(audio):
+def test_empty_and_silent_audio(audio):
     data = {
         "zero": _entry(audio["zero"], duration=0.5),
         "empty_file": _entry(audio["empty"]),
+        "silent": _entry(audio["silent"]),
         "stereo": _entry(audio["stereo"]),
     }
     report = validate_manifest(data)
     kinds = {(p.example_id, p.kind) for p in report.problems}
-    assert ("zero", "empty_audio") in kinds
-    assert ("empty_file", "unreadable_audio") in kinds
-    assert ("stereo", "channels") in kinds
-    assert "expected mono" in str(report)
-    # a zero-frame file does not also get a duration complaint
-    assert ("zero", "duration") not in kinds
+    assert kinds == {
+        ("zero", "empty_audio"),
+        ("empty_file", "unreadable_audio"),
+        ("silent", "silent_audio"),
+    }
+    assert "is silent (RMS 0.0e+00 < 1e-05), expected a signal" in str(report)
+    # header-only checks do not decode: silence and NaN go unnoticed
+    data["nan"] = _entry(audio["nan"])
+    header = validate_manifest(data, check_audio="header")
+    assert header.bad_ids == {"zero", "empty_file"}
 
 
 def test_field_checks_collect_every_problem(audio):
@@ -243,22 +252,21 @@ def test_pairs_check_wav2_and_accept_pair_durations(audio):
         "wrong": _entry(
             audio["good"], duration=3.0, wav2=audio["good2"], **base
         ),
-        "bad_wav2": _entry(audio["good"], wav2=audio["rate8k"], **base),
+        "bad_wav2": _entry(audio["good"], wav2=audio["nan"], **base),
         "missing_wav2": _entry(audio["good"], wav2=audio["missing"], **base),
     }
     report = validate_manifest(data)
     assert report.bad_ids == {"wrong", "bad_wav2", "missing_wav2"}
     found = {(p.example_id, p.field, p.kind) for p in report.problems}
-    assert ("bad_wav2", "wav2", "sample_rate") in found
+    assert ("bad_wav2", "wav2", "nonfinite_audio") in found
     assert ("missing_wav2", "wav2", "missing_file") in found
 
 
-def test_known_tasks_and_rate_can_be_relaxed(audio):
+def test_known_tasks_can_be_extended(audio):
     data = {"x": _entry(audio["rate8k"], task="new_task")}
     assert not validate_manifest(data).ok
-    report = validate_manifest(data, known_tasks=None, sample_rate=None)
-    assert report.ok, str(report)
-    report = validate_manifest(data, known_tasks=["new_task"], sample_rate=8000)
+    assert validate_manifest(data, known_tasks=None).ok
+    report = validate_manifest(data, known_tasks=["asr", "new_task"])
     assert report.ok, str(report)
 
 
@@ -310,7 +318,7 @@ def test_check_manifests_several_files(tmp_path, audio, caplog):
     valid = _dump(
         tmp_path,
         "valid.json",
-        {"v1": _entry(audio["rate8k"]), "v2": _entry(audio["good"])},
+        {"v1": _entry(audio["nan"]), "v2": _entry(audio["good"])},
     )
     with pytest.raises(ManifestError) as info:
         check_manifests([train, valid], on_bad_example="error")
@@ -345,54 +353,145 @@ def test_check_manifests_without_problems(tmp_path, audio):
     assert list(result[path]) == ["a"]
 
 
-# ------------------------------------------------------------------- audio
+# ------------------------------------------ decoded checks, segments, length
 
 
-def test_read_wav_values_and_errors(audio, tmp_path):
-    x = read_wav(audio["good"])
-    assert x.dtype == torch.float32 and x.shape == (16000,)
-    assert torch.allclose(x, torch.full((16000,), 0.1), atol=1e-4)
-    with pytest.raises(AudioError, match="sample rate is 8000 Hz"):
-        read_wav(audio["rate8k"])
-    with pytest.raises(AudioError, match="expected mono"):
-        read_wav(audio["stereo"])
-    assert read_wav(audio["stereo"], downmix=True).shape == (16000,)
-    with pytest.raises(AudioError, match="cannot read audio") as info:
-        read_wav(audio["garbage"])
-    assert audio["garbage"] in str(info.value)
-    with pytest.raises(AudioError, match="empty"):
-        read_wav(audio["zero"])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        read_wav(audio["missing"])
-    with pytest.raises(FileNotFoundError, match="is not a file"):
-        read_wav(tmp_path)
+def test_bad_input_report_lists_every_id(tmp_path, audio):
+    """One ManifestError names every bad example of every manifest: NaN,
+    silent, too long, undecodable, missing, bad segments, unknown task;
+    good clips at other rates and channel counts pass."""
+    train = {
+        "ok_16k": _entry(audio["good"]),
+        "ok_8k_stereo": _entry(audio["stereo"]),
+        "ok_segment": _entry(audio["long"], duration=1.5, start=1.0, stop=2.5),
+        "nan": _entry(audio["nan"]),
+        "silent": _entry(audio["silent"]),
+        "too_long": _entry(audio["long"], duration=3.0),
+        "undecodable": _entry(audio["garbage"]),
+    }
+    valid = {
+        "ok_valid": _entry(audio["rate8k"]),
+        "missing": _entry(audio["missing"]),
+        "segment_past_end": _entry(audio["good"], start=0.5, stop=1.5),
+        "segment_reversed": _entry(audio["good"], start=0.8, stop=0.2),
+        "segment_text": _entry(audio["good"], start="0.5"),
+        "unknown_task": _entry(audio["good"], task="juggling"),
+    }
+    paths = [_dump(tmp_path, "train.json", train)]
+    paths.append(_dump(tmp_path, "valid.json", valid))
+    with pytest.raises(ManifestError) as info:
+        check_manifests(paths, max_audio_seconds=2.5)
+    message = str(info.value)
+    bad = [k for k in list(train) + list(valid) if not k.startswith("ok_")]
+    for eid in bad:
+        assert f"  {eid}: " in message, eid
+    assert "ok_" not in message
+    for expected in (
+        "nan: wav: holds 1 non-finite (NaN/inf) samples",
+        "silent: wav: is silent",
+        "too_long: wav: the audio lasts 3.00 s, longer than "
+        "max_audio_seconds=2.5",
+        "undecodable: wav: cannot read audio",
+        "missing: wav: audio file does not exist",
+        "segment_past_end: wav: segment 0.500-1.500 s ends past the end "
+        "of the audio (1.000 s)",
+        "segment_reversed: wav: segment 0.800-0.200 s is empty",
+        "segment_text: start: is '0.5', expected a number of seconds",
+        "unknown_task: task: unknown task 'juggling'",
+    ):
+        assert expected in message, expected
+    # the same problems, as kinds, per id
+    report = validate_manifest(paths[1])
+    kinds = {p.example_id: p.kind for p in report.problems}
+    assert kinds == {
+        "missing": "missing_file",
+        "segment_past_end": "bad_segment",
+        "segment_reversed": "bad_segment",
+        "segment_text": "bad_segment",
+        "unknown_task": "unknown_task",
+    }
 
 
-def test_read_example_audio_pair_has_silent_gap(tmp_path):
-    a = tmp_path / "a.wav"
-    b = tmp_path / "b.wav"
-    first = np.linspace(-0.5, 0.5, 160).astype("float32")
-    second = np.linspace(0.25, -0.25, 80).astype("float32")
-    sf.write(str(a), first, 16000, subtype="FLOAT")
-    sf.write(str(b), second, 16000, subtype="FLOAT")
-    x = read_example_audio({"wav": str(a), "wav2": str(b)}, 16000, 0.01)
-    expected = np.concatenate([first, np.zeros(160, "float32"), second])
-    assert x.shape == (400,)
-    np.testing.assert_array_equal(x.numpy(), expected)
-    # a single entry, a single path, a list of paths
-    assert read_example_audio({"wav": str(a)}).shape == (160,)
-    assert read_example_audio(str(b)).shape == (80,)
-    y = read_example_audio([str(a), str(b)], gap_seconds=0.0)
-    np.testing.assert_array_equal(y.numpy(), np.concatenate([first, second]))
-    with pytest.raises(KeyError, match="'wav'"):
-        read_example_audio({"wav2": str(a)})
+def test_segment_durations(audio):
+    data = {
+        "seg": _entry(audio["long"], duration=1.0, start=0.5, stop=1.5),
+        "from": _entry(audio["long"], duration=1.0, start=2.0),
+        "to": _entry(audio["long"], duration=0.25, stop=0.25),
+        "whole_duration": _entry(audio["long"], duration=3.0, start=1.0),
+    }
+    report = validate_manifest(data)
+    assert report.bad_ids == {"whole_duration"}
+    (problem,) = report.problems
+    assert "is 3.00 s but the audio lasts 2.00 s (segment)" in problem.message
 
 
-def test_load_audio_or_none_logs_and_returns_none(audio, caplog):
-    with caplog.at_level(logging.WARNING):
-        assert (
-            load_audio_or_none({"wav": audio["good"], "wav2": audio["rate8k"]})
-            is None
+def test_long_audio_limit(audio):
+    data = {"x": _entry(audio["long"], duration=3.0)}
+    assert DEFAULT_MAX_AUDIO_SECONDS == 120.0
+    assert validate_manifest(data).ok
+    assert validate_manifest(data, max_audio_seconds=None).ok
+    (problem,) = validate_manifest(data, max_audio_seconds=2.9).problems
+    assert problem.kind == "too_long"
+    # a pair is as long as what the encoder sees: wav + gap + wav2
+    pair = {
+        "p": _entry(
+            audio["good"],
+            wav2=audio["good"],
+            task="speaker_verification",
         )
-    assert audio["rate8k"] in caplog.text
-    assert load_audio_or_none(audio["good"]).shape == (16000,)
+    }
+    assert validate_manifest(pair, max_audio_seconds=2.3).ok
+    (problem,) = validate_manifest(pair, max_audio_seconds=2.2).problems
+    assert "the pair (wav + 0.3 s gap + wav2) lasts 2.30 s" in problem.message
+    with pytest.raises(ValueError, match="max_audio_seconds"):
+        validate_manifest(data, max_audio_seconds=0)
+    with pytest.raises(ValueError, match="check_audio"):
+        validate_manifest(data, check_audio="full")
+
+
+def test_audio_decoded_once_per_clip(tmp_path, audio, monkeypatch):
+    calls = []
+    real = manifest_module.measure_audio
+
+    def counting(path, start=None, stop=None, decode=True):
+        calls.append((path, start, stop))
+        return real(path, start, stop, decode=decode)
+
+    monkeypatch.setattr(manifest_module, "measure_audio", counting)
+    base = {"task": "speaker_verification"}
+    first = {
+        "a": _entry(audio["good"], wav2=audio["good2"], **base),
+        "b": _entry(audio["good2"], duration=0.5, wav2=audio["good"], **base),
+        "s": _entry(audio["long"], duration=1.0, start=0, stop=1),
+    }
+    second = {"c": _entry(audio["good"]), "d": dict(first["s"])}
+    paths = [
+        _dump(tmp_path, "1.json", first),
+        _dump(tmp_path, "2.json", second),
+    ]
+    check_manifests(paths)
+    assert sorted(calls, key=str) == sorted(
+        [
+            (audio["good"], None, None),
+            (audio["good2"], None, None),
+            (audio["long"], 0, 1),
+        ],
+        key=str,
+    )
+    cache = AudioCheckCache()
+    assert cache.get(audio["good"]) is cache.get(audio["good"])
+
+
+def test_progress_bar_on_request_and_for_large_manifests(
+    audio, capsys, monkeypatch
+):
+    data = {f"u{i}": _entry(audio["good"]) for i in range(5)}
+    validate_manifest(data, source="train.json")
+    assert "checking" not in capsys.readouterr().err
+    validate_manifest(data, source="train.json", progress=True)
+    assert "checking train.json" in capsys.readouterr().err
+    monkeypatch.setattr(manifest_module, "PROGRESS_MIN_ENTRIES", 5)
+    validate_manifest(data)
+    assert "checking manifest" in capsys.readouterr().err
+    validate_manifest(data, check_audio=False)
+    assert "checking" not in capsys.readouterr().err
