@@ -10,6 +10,7 @@ Authors
  * audiollm-lobes developers, 2026
 """
 
+import shutil
 from pathlib import Path
 
 import speechbrain as sb
@@ -138,4 +139,13 @@ def load_recipe_hparams(argv, script_file):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    # SpeechBrain copies the file that called it (this module) into the
+    # run's folder; the run should hold the recipe's own script instead
+    if sb.utils.distributed.if_main_process():
+        out_dir = Path(hparams["output_folder"])
+        script = Path(script_file).resolve()
+        if script.is_file():
+            shutil.copy(script, out_dir / script.name)
+        if script.name != Path(__file__).name:
+            (out_dir / Path(__file__).name).unlink(missing_ok=True)
     return hparams, run_opts

@@ -38,3 +38,15 @@ def test_command_line_precision_wins_over_auto(tmp_path):
     hparams, run_opts = load_recipe_hparams([path, "--precision=fp32"], path)
     brain = sb.Brain(modules={}, hparams=hparams, run_opts=run_opts)
     assert brain.precision == "fp32"
+
+
+def test_the_run_folder_holds_the_recipe_script(tmp_path):
+    """SpeechBrain copies the file that calls it (cli.py); a run should
+    keep its recipe's own script, as SpeechBrain recipes' runs do."""
+    path = _write(tmp_path, "precision: fp32\n")
+    script = tmp_path / "train.py"
+    script.write_text("# the recipe\n")
+    load_recipe_hparams([path], str(script))
+    out = tmp_path / "out"
+    assert (out / "train.py").read_text() == "# the recipe\n"
+    assert not (out / "cli.py").exists()
