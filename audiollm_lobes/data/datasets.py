@@ -10,6 +10,7 @@ Authors
  * audiollm-lobes developers, 2026
 """
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from audiollm_lobes.data.templates import (
     KNOWN_TASKS,
     fill,
 )
+from audiollm_lobes.paths import cache_home
 from audiollm_lobes.reporting import majority_baselines
 from audiollm_lobes.toyworld.sources import resolve_source
 
@@ -189,6 +191,36 @@ def check_task_names(hparams, tasks_table):
                 )
 
 
+def audio_check_store(data_folder):
+    """Where the audio checks of a data folder are kept between runs.
+
+    Manifest validation decodes every clip (non-finite samples, silence);
+    the measures of readable clips are kept under
+    ``$AUDIOLLM_LOBES_HOME/audio_checks/`` (one file per data folder,
+    keyed by each audio file's size and modification time), so that the
+    next run over a large corpus decodes only new or changed files.
+
+    Arguments
+    ---------
+    data_folder : str
+        The hparams' ``data_folder`` (``toy://...`` or a folder).
+
+    Returns
+    -------
+    pathlib.Path
+        The JSON file.
+
+    Example
+    -------
+    >>> audio_check_store("/data/prepared").name.endswith(".json")
+    True
+    >>> audio_check_store("/a") != audio_check_store("/b")
+    True
+    """
+    key = hashlib.sha1(str(data_folder).encode("utf-8")).hexdigest()[:16]
+    return cache_home() / "audio_checks" / f"{key}.json"
+
+
 def validation_options(hparams, tasks_table):
     """The manifest-validation options of a recipe's hparams.
 
@@ -215,6 +247,11 @@ def validation_options(hparams, tasks_table):
     """
     return {
         "known_tasks": tuple(tasks_table),
+        "audio_check_store": (
+            audio_check_store(hparams["data_folder"])
+            if hparams.get("data_folder")
+            else None
+        ),
         "max_audio_seconds": hparams.get(
             "max_audio_seconds", DEFAULT_MAX_AUDIO_SECONDS
         ),

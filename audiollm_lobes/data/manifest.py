@@ -48,13 +48,16 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from audiollm_lobes.atomic import write_json
 from audiollm_lobes.data import templates
 from audiollm_lobes.data.audio import (
     SILENCE_RMS,
     AudioError,
+    AudioMeasure,
     measure_audio,
 )
 
@@ -369,11 +372,19 @@ class AudioCheckCache:
     ``(path, start, stop)`` is decoded once per cache. Share one cache
     between the manifests of a run (:func:`check_manifests` does).
 
+    With a ``store`` file, the measures of readable clips are also kept on
+    disk, keyed by the file's path, size and modification time, so that
+    the next run over a large corpus decodes only files that are new or
+    changed (:meth:`save` writes it, atomically). Problems are never
+    stored: a clip that failed is checked again.
+
     Arguments
     ---------
     decode : bool
         Decode the audio (checks non-finite samples and silence) or read
         headers only.
+    store : str or os.PathLike, optional
+        JSON file of measures from earlier runs (read if it exists).
 
     Example
     -------
@@ -383,9 +394,17 @@ class AudioCheckCache:
     (True, 'missing_file')
     """
 
-    def __init__(self, decode=True):
+    def __init__(self, decode=True, store=None):
         self.decode = decode
         self.cache = {}
+        self.store = None if store is None else Path(store)
+        self.stored = {}
+        self.changed = False
+        if self.store is not None and self.store.is_file():
+            try:
+                self.stored = json.loads(self.store.read_text())
+            except (OSError, ValueError):
+                self.stored = {}  # unreadable: measure again
 
     def get(self, path, start=None, stop=None):
         """Returns ``(measure, problem_kind, message)`` for a clip.
@@ -405,8 +424,46 @@ class AudioCheckCache:
         """
         key = (path, start, stop)
         if key not in self.cache:
-            self.cache[key] = self._measure(path, start, stop)
+            self.cache[key] = self._stored_or_measured(path, start, stop)
         return self.cache[key]
+
+    def _store_key(self, path, start, stop):
+        """``(key, signature)`` of a clip in the store, or None."""
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        key = f"{os.path.realpath(path)}|{start}|{stop}|{self.decode}"
+        return key, [info.st_size, info.st_mtime_ns]
+
+    def _stored_or_measured(self, path, start, stop):
+        found = self._store_key(path, start, stop) if self.store else None
+        if found is not None:
+            key, signature = found
+            kept = self.stored.get(key)
+            if kept is not None and kept[0] == signature:
+                return AudioMeasure(*kept[1]), None, None
+        result = self._measure(path, start, stop)
+        if found is not None and result[0] is not None:
+            measure = result[0]
+            self.stored[found[0]] = [
+                found[1],
+                [
+                    measure.seconds,
+                    measure.sample_rate,
+                    measure.channels,
+                    measure.nonfinite,
+                    measure.rms,
+                ],
+            ]
+            self.changed = True
+        return result
+
+    def save(self):
+        """Writes the store (if any, and if it changed), atomically."""
+        if self.store is not None and self.changed:
+            write_json(self.store, self.stored, indent=None)
+            self.changed = False
 
     def _measure(self, path, start, stop):
         if not path:
@@ -805,6 +862,7 @@ def check_manifests(
     pair_gap_seconds=0.3,
     max_audio_seconds=DEFAULT_MAX_AUDIO_SECONDS,
     progress=None,
+    audio_check_store=None,
 ):
     """Loads and validates several manifests before a run.
 
@@ -821,6 +879,10 @@ def check_manifests(
     max_audio_seconds, progress
         As for :func:`validate_manifest`. Audio shared by several files is
         decoded once.
+    audio_check_store : str or os.PathLike, optional
+        A JSON file keeping the measures of readable clips between runs
+        (see :class:`AudioCheckCache`): a later run decodes only new or
+        changed files.
 
     Returns
     -------
@@ -852,7 +914,7 @@ def check_manifests(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     loaded, reports, load_errors = [], [], []
-    cache = AudioCheckCache(decode=check_audio is True)
+    cache = AudioCheckCache(decode=check_audio is True, store=audio_check_store)
     for path in paths:
         try:
             data = load_manifest(path, replacements)
@@ -874,6 +936,7 @@ def check_manifests(
         )
         loaded.append(data)
         reports.append(report)
+    cache.save()
     bad_reports = [r for r in reports if r is not None and not r.ok]
     if on_bad_example == "error":
         if load_errors or bad_reports:

@@ -63,6 +63,7 @@ def load_entries(
     known_tasks=None,
     skip_per_manifest=0,
     max_audio_seconds=DEFAULT_MAX_AUDIO_SECONDS,
+    audio_check_store=None,
 ):
     """Validates and merges manifests into one ``{id: entry}`` dict.
 
@@ -88,6 +89,9 @@ def load_entries(
     max_audio_seconds : float or None
         Longest audio an example may have (validation reports longer
         ones; None: no limit).
+    audio_check_store : str or os.PathLike, optional
+        Keeps the measures of readable clips between runs (see
+        :class:`~audiollm_lobes.data.manifest.AudioCheckCache`).
 
     Returns
     -------
@@ -116,6 +120,7 @@ def load_entries(
     if known_tasks is not None:
         kwargs["known_tasks"] = tuple(known_tasks)
     kwargs["max_audio_seconds"] = max_audio_seconds
+    kwargs["audio_check_store"] = audio_check_store
     per_file = check_manifests(
         list(manifest_paths), on_bad_example=on_bad_example, **kwargs
     )

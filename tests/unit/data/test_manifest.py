@@ -495,3 +495,41 @@ def test_progress_bar_on_request_and_for_large_manifests(
     assert "checking manifest" in capsys.readouterr().err
     validate_manifest(data, check_audio=False)
     assert "checking" not in capsys.readouterr().err
+
+
+def test_audio_checks_are_kept_between_runs(tmp_path, monkeypatch):
+    """A second validation decodes only new or changed files."""
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", np.sin(np.arange(8000) / 7.0), 16000)
+    entries = {
+        name: {
+            "wav": str(tmp_path / f"{name}.wav"),
+            "duration": 0.5,
+            "task": "asr",
+            "instruction": "<audio> Transcribe.",
+            "target": "hi",
+        }
+        for name in ("a", "b")
+    }
+    path = tmp_path / "asr.json"
+    path.write_text(json.dumps(entries))
+    store = tmp_path / "checks.json"
+    decoded = []
+    real = manifest_module.measure_audio
+
+    def counting(clip, *args, **kwargs):
+        decoded.append(os.path.basename(clip))
+        return real(clip, *args, **kwargs)
+
+    monkeypatch.setattr(manifest_module, "measure_audio", counting)
+    check_manifests([path], audio_check_store=store)
+    assert sorted(decoded) == ["a.wav", "b.wav"] and store.is_file()
+    decoded.clear()
+    check_manifests([path], audio_check_store=store)
+    assert decoded == []  # both measures came from the store
+    # a changed file is measured again, and its problem is found
+    sf.write(tmp_path / "b.wav", np.zeros(8000), 16000)
+    os.utime(tmp_path / "b.wav", ns=(1, 1))
+    with pytest.raises(ManifestError, match="silent"):
+        check_manifests([path], audio_check_store=store)
+    assert decoded == ["b.wav"]
