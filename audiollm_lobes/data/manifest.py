@@ -50,6 +50,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechbrain.utils.distributed import if_main_process
 from tqdm.auto import tqdm
 
 from audiollm_lobes.atomic import write_json
@@ -460,8 +461,9 @@ class AudioCheckCache:
         return result
 
     def save(self):
-        """Writes the store (if any, and if it changed), atomically."""
-        if self.store is not None and self.changed:
+        """Writes the store (if any, and if it changed), atomically; in a
+        multi-process run only the main process writes."""
+        if self.store is not None and self.changed and if_main_process():
             write_json(self.store, self.stored, indent=None)
             self.changed = False
 
