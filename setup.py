@@ -83,6 +83,8 @@ setup(
         "console_scripts": [
             "audiollm-toyworld=audiollm_lobes.toyworld.__main__:main",
             "audiollm-compare=audiollm_lobes.compare:main",
+            "audiollm-generate=audiollm_lobes.generate:main",
+            "audiollm-export=audiollm_lobes.export:main",
         ]
     },
 )

@@ -21,9 +21,19 @@ A declared ``*_dim`` field that is none of these (e.g. a typo, or a
 stream name the encoder does not have) is an error too, so a width can
 never silently go unchecked.
 
+A trained model also records what it expects of its backbones
+(:func:`backbone_signature`: the sources, these widths, the tokenizer's
+vocabulary fingerprint and special ids, the sample rate), in
+``backbones.json`` of its run folder or export. Loading it on other
+backbones (:class:`audiollm_lobes.inference.AudioLLM`) is refused by
+:func:`check_backbone_signature`, with both sides named.
+
 Authors
  * audiollm-lobes developers, 2026
 """
+
+import hashlib
+import json
 
 #: Width fields a recipe may declare that are not backbone widths.
 LOBE_WIDTH_FIELDS = frozenset(
@@ -120,3 +130,162 @@ def check_backbone_widths(hparams, extra_fields=()):
                 "stream it sizes (<stream>_dim) or list it as a lobe width"
             )
     return checked
+
+
+def tokenizer_signature(llm):
+    """What identifies an LLM's tokenizer: class, size, vocabulary hash,
+    special ids.
+
+    Arguments
+    ---------
+    llm : audiollm_lobes.llm.CausalLM
+        The LLM (``tokenizer``, ``bos_id``, ``eos_ids``, ``pad_id``).
+
+    Returns
+    -------
+    dict
+        ``{"class", "vocab_size", "vocab_sha256", "bos_id", "eos_ids",
+        "pad_id"}`` (JSON-ready).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+    >>> llm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+    >>> sig = tokenizer_signature(llm)
+    >>> sig["vocab_size"] == len(llm.tokenizer), len(sig["vocab_sha256"])
+    (True, 64)
+    """
+    tokenizer = llm.tokenizer
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    digest = hashlib.sha256(
+        json.dumps(vocab, ensure_ascii=False).encode("utf-8")
+    ).hexdigest()
+    return {
+        "class": type(tokenizer).__name__,
+        "vocab_size": len(tokenizer),
+        "vocab_sha256": digest,
+        "bos_id": llm.bos_id,
+        "eos_ids": sorted(int(i) for i in llm.eos_ids),
+        "pad_id": llm.pad_id,
+    }
+
+
+def backbone_signature(hparams):
+    """What a model trained with these hparams expects of its backbones.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hparams with ``llm`` and ``encoder``; every string field
+        ending in ``_source`` is recorded as a source.
+
+    Returns
+    -------
+    dict
+        ``{"sources": {field: source}, "widths": {field: int},
+        "tokenizer": tokenizer_signature, "sample_rate": int}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from types import SimpleNamespace as NS
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+    >>> llm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+    >>> sig = backbone_signature({"llm": llm, "llm_source": "my/lm",
+    ...     "encoder": NS(output_dim=12)})
+    >>> sig["sources"], sig["widths"]["encoder_dim"], sig["sample_rate"]
+    ({'llm_source': 'my/lm'}, 12, 16000)
+    """
+    return {
+        "sources": {
+            key: value
+            for key, value in hparams.items()
+            if key.endswith("_source") and isinstance(value, str)
+        },
+        "widths": loaded_widths(hparams["llm"], hparams.get("encoder")),
+        "tokenizer": tokenizer_signature(hparams["llm"]),
+        "sample_rate": int(hparams.get("sample_rate", 16000)),
+    }
+
+
+def _describe(signature, field):
+    source = signature.get("sources", {}).get(field)
+    return f" ({field}: {source})" if source else ""
+
+
+def check_backbone_signature(expected, loaded, where="the model"):
+    """Refuses backbones other than those a model was trained with.
+
+    Arguments
+    ---------
+    expected : dict
+        The recorded :func:`backbone_signature` (``backbones.json``).
+    loaded : dict
+        The signature of the backbones loaded now.
+    where : str
+        Names the model in the message (e.g. its folder).
+
+    Raises
+    ------
+    ValueError
+        One line per difference, naming the field, the recorded value
+        with its source and the loaded value with its source.
+
+    Example
+    -------
+    >>> old = {"sources": {"llm_source": "a"}, "widths": {"llm_dim": 8},
+    ...        "tokenizer": {"vocab_size": 10}, "sample_rate": 16000}
+    >>> check_backbone_signature(old, old)
+    >>> new = {"sources": {"llm_source": "b"}, "widths": {"llm_dim": 16},
+    ...        "tokenizer": {"vocab_size": 10}, "sample_rate": 16000}
+    >>> check_backbone_signature(old, new, "run/1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    ValueError: run/1 was trained on other backbones than those loaded:
+      llm_dim: trained with 8 (llm_source: a), loaded 16 (llm_source: b)...
+    """
+    lines = []
+    for field, value in sorted(expected.get("widths", {}).items()):
+        got = loaded.get("widths", {}).get(field)
+        if got != value:
+            source = "llm_source" if field.startswith("llm") else None
+            if source is None:
+                stream = field[: -len("_dim")]
+                source = f"{stream}_source"
+                if source not in expected.get("sources", {}):
+                    source = None
+            was = _describe(expected, source) if source else ""
+            now = _describe(loaded, source) if source else ""
+            lines.append(
+                f"  {field}: trained with {value}{was}, loaded {got}{now}"
+            )
+    old_tok = expected.get("tokenizer") or {}
+    new_tok = loaded.get("tokenizer") or {}
+    differ = [k for k in sorted(old_tok) if old_tok.get(k) != new_tok.get(k)]
+    if differ:
+        shown = ", ".join(
+            f"{k} {old_tok.get(k)!r} vs {new_tok.get(k)!r}"
+            for k in differ
+            if k != "vocab_sha256"
+        )
+        if "vocab_sha256" in differ:
+            shown = (shown + ", " if shown else "") + "vocabulary differs"
+        lines.append(
+            "  tokenizer: trained with the tokenizer of"
+            f"{_describe(expected, 'llm_source') or ' its LLM'}, loaded the "
+            f"tokenizer of{_describe(loaded, 'llm_source') or ' another'}: "
+            + shown
+        )
+    old_rate, new_rate = expected.get("sample_rate"), loaded.get("sample_rate")
+    if old_rate is not None and old_rate != new_rate:
+        lines.append(f"  sample_rate: trained with {old_rate}, now {new_rate}")
+    if lines:
+        raise ValueError(
+            f"{where} was trained on other backbones than those loaded:\n"
+            + "\n".join(lines)
+            + "\n(point the sources at the backbones it was trained with; "
+            "they are listed in its backbones.json)"
+        )

@@ -359,6 +359,11 @@ class AudioLLMBrain(sb.Brain):
         aux = {}
         if out.key_loss is not None and out.key_loss.requires_grad:
             aux["key_loss"] = out.key_loss
+        # further auxiliary losses of the lobe (e.g. the attention
+        # selector's entropy_loss), each weighted by aux_loss_weights[name]
+        for name, value in (getattr(out, "aux_losses", None) or {}).items():
+            if value is not None and value.requires_grad:
+                aux[name] = value
         return out.prompts, out.prompt_mask, aux
 
     def build_sequence(
@@ -463,17 +468,84 @@ class AudioLLMBrain(sb.Brain):
             stage == sb.Stage.VALID and self._hp("valid_decode", True)
         )
         if decode:
-            gen = self.build_sequence(
-                batch,
-                audio,
-                audio_mask,
-                prompts,
-                prompts_mask,
-                with_answer=False,
+            out["hyps"] = self.decode_hypotheses(
+                batch, audio, audio_mask, prompts, prompts_mask, stage
             )
-            tokens = self.llm_generate(gen, batch, stage)
-            out["hyps"] = self.llm.decode(tokens.tolist())
         return out
+
+    def decode_hypotheses(
+        self, batch, audio, audio_mask, prompts, prompts_mask, stage
+    ):
+        """Decoded answers of a batch whose audio tokens (and prompts) are
+        computed: the prompt sequence without answer, ``llm_generate``,
+        detokenised. The test step and :meth:`generate_batch` both end
+        here, so a trained model answers alike in both.
+
+        Returns
+        -------
+        list of str
+            One hypothesis per example.
+        """
+        gen = self.build_sequence(
+            batch, audio, audio_mask, prompts, prompts_mask, with_answer=False
+        )
+        tokens = self.llm_generate(gen, batch, stage)
+        return self.llm.decode(tokens.tolist())
+
+    def generate_batch(self, batch):
+        """Answers of a batch without targets (inference).
+
+        The test step's decoding (:meth:`compute_forward` in
+        ``sb.Stage.TEST``) without its loss: the batch needs ``sig`` (or
+        cached features), ``audio_key``, ``before_ids`` and ``after_ids``
+        (no ``answer_ids``). Call it in eval mode under ``torch.no_grad()``
+        (:class:`audiollm_lobes.inference.AudioLLM` does). Recipes whose
+        test step decodes differently override it (Wav2Prompt).
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The examples.
+
+        Returns
+        -------
+        list of str
+            One answer per example.
+        """
+        stage = sb.Stage.TEST
+        batch = batch.to(self.device)
+        feats, feat_mask = self.encode_audio(batch)
+        audio, audio_mask = self.audio_tokens(feats, feat_mask, batch, stage)
+        prompts, prompts_mask, _ = self.select_prompts(
+            audio, audio_mask, batch, stage
+        )
+        return self.decode_hypotheses(
+            batch, audio, audio_mask, prompts, prompts_mask, stage
+        )
+
+    def add_dataset_items(self, dataset, entries, training=True):
+        """Adds the recipe's own dataset items to a dataset of
+        :func:`~audiollm_lobes.data.pipeline.make_dataset` (none here;
+        Wav2Prompt adds its text-task prompts). ``train.py`` and
+        :class:`~audiollm_lobes.inference.AudioLLM` both call it, so the
+        examples a trained model answers are built like its test set.
+
+        Arguments
+        ---------
+        dataset : speechbrain.dataio.dataset.DynamicItemDataset
+            The dataset.
+        entries : dict
+            ``{id: entry}`` it was built from.
+        training : bool
+            False for examples without targets (inference).
+
+        Returns
+        -------
+        DynamicItemDataset
+            The same dataset.
+        """
+        del entries, training
+        return dataset
 
     def compute_objectives(self, predictions, batch, stage):
         """CE on answer tokens plus weighted auxiliary losses."""

@@ -17,6 +17,13 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from audiollm_lobes.atomic import write_json
+from audiollm_lobes.backbone_widths import backbone_signature
+
+#: What a run (or export) expects of its backbones (see
+#: :func:`audiollm_lobes.backbone_widths.backbone_signature`).
+BACKBONES_FILE = "backbones.json"
+
 
 def resolve_hparams_file(path, script_file):
     """Finds an hparams file relative to the CWD, then to the recipe folder.
@@ -140,12 +147,45 @@ def load_recipe_hparams(argv, script_file):
         overrides=overrides,
     )
     # SpeechBrain copies the file that called it (this module) into the
-    # run's folder; the run should hold the recipe's own script instead
+    # run's folder; the run should hold the recipe's own code instead (its
+    # script and the helpers it imports: audiollm_lobes.inference rebuilds
+    # the trained model from them), and what it expects of its backbones
     if sb.utils.distributed.if_main_process():
         out_dir = Path(hparams["output_folder"])
         script = Path(script_file).resolve()
-        if script.is_file():
-            shutil.copy(script, out_dir / script.name)
+        for code in recipe_code_files(script):
+            shutil.copy(code, out_dir / code.name)
         if script.name != Path(__file__).name:
             (out_dir / Path(__file__).name).unlink(missing_ok=True)
+        if "llm" in hparams:
+            write_json(out_dir / BACKBONES_FILE, backbone_signature(hparams))
     return hparams, run_opts
+
+
+def recipe_code_files(script_file):
+    """The recipe's Python files: its script and the helpers beside it.
+
+    Arguments
+    ---------
+    script_file : str or Path
+        The recipe's ``train.py``.
+
+    Returns
+    -------
+    list of Path
+        Existing ``*.py`` files of the script's folder (the script first).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("train.py", "helpers.py", "notes.txt"):
+    ...     _ = (folder / name).write_text("")
+    >>> [p.name for p in recipe_code_files(folder / "train.py")]
+    ['train.py', 'helpers.py']
+    """
+    script = Path(script_file)
+    if not script.is_file():
+        return []
+    others = sorted(p for p in script.parent.glob("*.py") if p != script)
+    return [script] + others

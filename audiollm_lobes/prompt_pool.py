@@ -4,38 +4,95 @@ soft prompts chosen per sample, plus a fixed soft-prompt baseline.
 :class:`PromptPool` holds ``pool_size`` keys ``(pool_size, key_dim)`` and
 as many values, each one soft token ``(pool_size, llm_dim)``. For every
 sample a query ``q`` is pooled from the audio tokens and (optionally) the
-instruction embeddings, compared with the keys, and the ``k`` best values
-become soft-prompt tokens placed before BOS. Three selectors:
+instruction embeddings, compared with the keys, and ``k`` values become
+soft-prompt tokens ``(batch, k, llm_dim)`` placed before BOS.
 
-* ``"similarity"`` (LiSTEN's best): ``s_i = cos(q, key_i)``; the top-k
-  values are returned in decreasing score order. Top-k has no gradient, so
-  the keys learn only through the key loss.
-* ``"attention"``: ``a = softmax(q . K^T / sqrt(key_dim))``; top-k; the
-  chosen values are multiplied by ``k * a_i / sum_topk(a)`` (their
-  renormalised weights, scaled by ``k`` so that equal weights return the
-  values unchanged), so the keys and the query also get gradient from the
-  LLM loss.
-* ``"residual"``: a shared learnable base prompt ``B`` of
-  ``base_prompt_len`` tokens; the output is ``B[:k] + values[top-k]``
-  (position ``j`` gets the base token ``j`` plus the ``j``-th best value),
-  with the selection of ``"similarity"``. The paper's exact residual
-  formulation was not available: this is our reading of it. Values start
-  near zero (N(0, 0.02)) and the base prompt starts at the mean embedding.
+Sources. "Paper": LiSTEN (Interspeech 2025) as far as its public
+summaries go. "Development code": the first author's early copy of the
+LiSTEN code (a SALMONN fork, ``models/prompt_pools.py``). "Later code":
+the authors' later public prompt-pool code (a ``PromptPool`` with
+``sim_strategy``, ``att_strategy`` and ``residual_strategy``; our search
+did not identify its repository). Formulas carry over; the code is ours.
 
-Key loss (added to the LLM loss with a weight, LiSTEN's lambda = 1): with
-``q`` and ``key_i`` L2-normalised first, ``key_loss="l2"`` is
-``mean over batch and selected keys of ||q/|q| - key_i/|key_i| ||`` (equal
-to ``sqrt(2 - 2 cos)``, so it is scale-free and agrees with the cosine
-ranking; the ``mean_i ||q - k_i||`` of ``docs/design.md`` ("Lobes") on
-normalised vectors) and
-``key_loss="cosine"`` is ``mean(1 - cos(q, key_i))``. By default the query
-is detached inside the key loss (``detach_query=True``), so the key loss
-moves the keys towards the queries, not the audio tokens towards the keys.
+Selectors (``selector=``):
+
+* ``"similarity"`` (paper: the best selector; development code):
+  ``s_i = cos(q, key_i)``; the top-k values are returned in decreasing
+  score order. Top-k has no gradient, so the keys learn only through the
+  key loss.
+* ``"attention"`` (later code, ``att_strategy``): weights
+  ``a = softmax(q . K^T / sqrt(key_dim))`` over the **whole** pool; in
+  training, optional dropout on ``a`` (``attention_dropout``, that code's
+  default is 0.1, applied before the top-k as there); the ``k`` largest
+  weights pick the entries and each chosen value is multiplied by its raw
+  weight, ``prompts_j = a_(j) * value_(j)``, best first (not renormalised:
+  the k weights sum to at most 1). The entries "used" (``indices``, usage
+  records) are those k. The keys and the query get gradient from the LLM
+  loss through the weights. Auxiliary loss ``entropy_loss`` =
+  ``mean over batch of -sum_i a_i log(a_i + 1e-8)`` over the whole pool
+  (that code's loss of this strategy), returned in
+  ``PromptPoolOutput.aux_losses`` with its own weight (the recipe's
+  ``aux_loss_weights: {entropy_loss: ...}``). With a positive weight it
+  lowers the entropy (sharper attention); that code's comment says
+  "encourage balanced attention", which would need a negative weight: we
+  keep the formula and leave the sign to the weight. That code's optional
+  weight threshold (off by default there) is not implemented.
+* ``"residual"`` (later code, ``residual_strategy``): iterative greedy
+  selection, ``k`` steps. ``r_0 = q``; at step ``t`` the entry
+  ``i_t = argmax_i cos(query_proj(r_t), key_i)`` is chosen (that code
+  takes the top-1 of the softmax of the same cosines, the same entry), its
+  value is prompt ``t``, and ``r_(t+1) = r_t - value_(i_t)``. The residual
+  lives in the space of the values: ``q`` is the mean of LLM-width tokens
+  and each value is an LLM-width token, so ``r_t`` is subtracted there
+  (before ``query_proj``), and ``query_proj`` (identity when
+  ``key_dim == llm_dim``, that code's setting where keys have the LLM
+  width) maps each residual to the key space for the comparison. An entry
+  may be chosen more than once (that code does not exclude chosen ones);
+  the usage records then count it each time. Its loss is the key loss
+  over the steps' residual queries (``key_loss="softmax_sum"`` is that
+  code's). That code's optional early stop (batch norm of the residual and
+  a norm threshold, off by default) is not implemented. ``scores`` holds
+  the first step's cosines.
+* ``"attention_topk"`` (our reading; this was ``"attention"`` before the
+  authors' code was found): the same weights ``a``; top-k; the chosen
+  values are multiplied by ``k * a_i / sum_topk(a)`` (renormalised over the
+  k, scaled by ``k`` so that equal weights return the values unchanged).
+* ``"residual_base"`` (our reading; this was ``"residual"``): a shared
+  learnable base prompt ``B`` of ``base_prompt_len`` tokens; the output is
+  ``B[:k] + values[top-k]`` (position ``j`` gets the base token ``j`` plus
+  the ``j``-th best value) with the selection of ``"similarity"``. Values
+  start near zero (N(0, 0.02)) and the base prompt at the mean embedding.
+
+Key losses (``key_loss=``), added to the LLM loss with a weight (LiSTEN's
+lambda = 1). Each selected entry ``i_t`` (``t = 1..k``) has a query
+``q_t``: the pooled query for every selector except ``"residual"``, whose
+``q_t`` is the projected residual of step ``t``. Hats are L2-normalised
+vectors.
+
+* ``"distance_mean"`` (default; ``"l2"`` is its former name and still
+  accepted): ``mean over batch and t of ||q^_t - key^_(i_t)||``; the
+  ``mean_i ||q - k_i||`` of ``docs/design.md`` ("Lobes") on normalised
+  vectors (our reading; ``sqrt(2 - 2 cos)``, scale-free and in agreement
+  with the cosine ranking).
+* ``"distance_sum"`` (our reading): the same distances summed over the k
+  selected entries, averaged over the batch (grows with k).
+* ``"softmax_sum"`` (development code, its "diversity_loss", and the
+  later code's residual loss): ``-mean over batch of sum_t
+  softmax_i(cos(q_t, key_i))[i_t]``, the softmax over the whole pool.
+* ``"cosine"`` (ours): ``mean(1 - cos(q_t, key_(i_t)))``.
+* ``"none"``.
+
+By default the query is detached inside the key loss (``detach_query=
+True``, ours), so the key loss moves the keys towards the queries, not the
+audio tokens towards the keys; the development code does not detach it
+(``detach_query=False``). For ``"residual"`` the pooled query is detached
+but the values subtracted from it keep their gradient, as in the later
+code.
 
 The number of prompts ``k`` is fixed, or (``stochastic_k``) drawn
 uniformly from ``[1, k_max]`` once per training forward from the module's
 own seeded generator, with ``k_eval`` in eval mode. ``k_max`` defaults to
-``floor(0.4 * pool_size)`` as in the authors' code.
+``floor(0.4 * pool_size)`` as in the development code.
 
 Usage recording for analysis: ``start_recording()``, then after each
 forward ``record(tags)`` with one tag (e.g. the task name) per sample
@@ -57,9 +114,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SELECTORS = ("similarity", "attention", "residual")
-KEY_LOSSES = ("l2", "cosine", "none")
+SELECTORS = (
+    "similarity",
+    "attention",
+    "residual",
+    "attention_topk",
+    "residual_base",
+)
+KEY_LOSSES = ("distance_mean", "distance_sum", "softmax_sum", "cosine", "none")
+#: Former key-loss names, still accepted.
+KEY_LOSS_ALIASES = {"l2": "distance_mean"}
 QUERY_SOURCES = ("audio_text", "audio")
+#: Added inside the log of the attention selector's entropy (as the
+#: authors' later code does).
+ENTROPY_EPS = 1e-8
 
 
 class PromptPoolOutput(NamedTuple):
@@ -76,17 +144,23 @@ class PromptPoolOutput(NamedTuple):
         Selected pool entries ``(batch, k)`` (long), best first.
     scores : torch.Tensor or None
         Selection scores over the whole pool ``(batch, pool_size)``: cosine
-        similarities (``similarity``, ``residual``) or attention weights
-        (``attention``); None for :class:`SoftPrompt`.
+        similarities (``similarity``, ``residual_base``; ``residual``: those
+        of its first step) or attention weights (``attention``,
+        ``attention_topk``); None for :class:`SoftPrompt`.
     key_loss : torch.Tensor
         Scalar auxiliary loss (0 when not applicable).
+    aux_losses : dict or None
+        Further scalar auxiliary losses by name, each to be added to the
+        training loss with its own weight (``aux_loss_weights[name]``):
+        ``{"entropy_loss": ...}`` for the ``attention`` selector, ``{}``
+        otherwise; None when a lobe gives none.
 
     Example
     -------
     >>> out = PromptPoolOutput(torch.zeros(1, 2, 4), torch.ones(1, 2),
     ...                        torch.zeros(1, 2), None, torch.tensor(0.0))
-    >>> out.prompts.shape
-    torch.Size([1, 2, 4])
+    >>> out.prompts.shape, out.aux_losses
+    (torch.Size([1, 2, 4]), None)
     """
 
     prompts: torch.Tensor
@@ -94,6 +168,7 @@ class PromptPoolOutput(NamedTuple):
     indices: torch.Tensor
     scores: Optional[torch.Tensor]
     key_loss: torch.Tensor
+    aux_losses: Optional[dict] = None
 
 
 def mean_embedding(value_init, llm_dim, name="value_init"):
@@ -255,8 +330,8 @@ def _check_tokens(x, mask, dim, name):
 class PromptPool(nn.Module):
     """Pool of learnable key-value soft prompts with per-sample selection.
 
-    See the module docstring for the selectors, the key loss and the
-    stochastic number of prompts.
+    See the module docstring for the selectors, the key losses, their
+    sources and the stochastic number of prompts.
 
     Arguments
     ---------
@@ -268,7 +343,8 @@ class PromptPool(nn.Module):
         Width of the keys (default ``llm_dim``). When it differs, a
         trainable ``query_proj`` Linear maps the query to it.
     selector : str
-        ``"similarity"``, ``"attention"`` or ``"residual"``.
+        ``"similarity"``, ``"attention"``, ``"residual"`` (the authors'),
+        ``"attention_topk"`` or ``"residual_base"`` (our readings).
     k : int, optional
         Fixed number of prompts. Give either ``k`` or use ``stochastic_k``.
     k_max : int, optional
@@ -279,8 +355,10 @@ class PromptPool(nn.Module):
     k_eval : int, optional
         k in eval mode (default ``k_max`` when stochastic, else ``k``).
     key_loss : str
-        ``"l2"`` (distance of L2-normalised vectors), ``"cosine"``
-        (``1 - cos``) or ``"none"``.
+        ``"distance_mean"`` (distance of L2-normalised vectors, averaged;
+        ``"l2"`` is accepted for it), ``"distance_sum"`` (summed over the
+        selected entries), ``"softmax_sum"`` (the development code's),
+        ``"cosine"`` (``1 - cos``) or ``"none"``.
     query_source : str
         ``"audio_text"``: masked mean over the valid audio tokens and the
         valid instruction embeddings together; ``"audio"``: audio only.
@@ -289,10 +367,14 @@ class PromptPool(nn.Module):
         values start at its mean plus N(0, 0.02) noise (at N(0, 0.02) when
         None).
     base_prompt_len : int, optional
-        Length of the residual selector's base prompt (default: the largest
-        k it can be asked for, ``max(k or k_max, k_eval)``).
+        Length of the ``residual_base`` selector's base prompt (default:
+        the largest k it can be asked for, ``max(k or k_max, k_eval)``).
     detach_query : bool
         Detach the query inside the key loss.
+    attention_dropout : float
+        Dropout probability on the ``attention`` selector's weights in
+        training (before its top-k and its entropy, as in the authors'
+        code; drawn from torch's global generator). Default 0.
     seed : int, optional
         Seed of the generator drawing the stochastic k (default: drawn
         from torch's global generator, so ``torch.manual_seed`` or
@@ -322,11 +404,12 @@ class PromptPool(nn.Module):
         k_max=None,
         stochastic_k=None,
         k_eval=None,
-        key_loss="l2",
+        key_loss="distance_mean",
         query_source="audio_text",
         value_init=None,
         base_prompt_len=None,
         detach_query=True,
+        attention_dropout=0.0,
         seed=None,
     ):
         super().__init__()
@@ -339,6 +422,7 @@ class PromptPool(nn.Module):
         key_dim = llm_dim if key_dim is None else key_dim
         if int(key_dim) != key_dim or key_dim < 1:
             raise ValueError(f"PromptPool: key_dim={key_dim!r}; expected >= 1")
+        key_loss = KEY_LOSS_ALIASES.get(key_loss, key_loss)
         for name, value, allowed in (
             ("selector", selector, SELECTORS),
             ("key_loss", key_loss, KEY_LOSSES),
@@ -348,6 +432,16 @@ class PromptPool(nn.Module):
                 raise ValueError(
                     f"PromptPool: {name}={value!r}; expected one of {allowed}"
                 )
+        if not 0.0 <= attention_dropout < 1.0:
+            raise ValueError(
+                f"PromptPool: attention_dropout={attention_dropout!r}; "
+                "expected a probability in [0, 1)"
+            )
+        if attention_dropout and selector != "attention":
+            raise ValueError(
+                "PromptPool: attention_dropout is only used by the "
+                f"'attention' selector, not {selector!r}"
+            )
         if stochastic_k is None:
             stochastic_k = k is None
         if stochastic_k and k is not None:
@@ -378,6 +472,7 @@ class PromptPool(nn.Module):
         self.key_loss_type = key_loss
         self.query_source = query_source
         self.detach_query = detach_query
+        self.attention_dropout = float(attention_dropout)
         self.last_k = None
 
         if seed is None:
@@ -390,7 +485,7 @@ class PromptPool(nn.Module):
         mean = mean_embedding(value_init, llm_dim)
         # Keys as in the authors' code: N(0, 1) * 0.01.
         self.keys = nn.Parameter(torch.randn(pool_size, key_dim) * 0.01)
-        if selector == "residual":
+        if selector == "residual_base":
             if base_prompt_len is None:
                 base_prompt_len = max(k if k is not None else k_max, k_eval)
             if int(base_prompt_len) != base_prompt_len or base_prompt_len < 1:
@@ -406,7 +501,7 @@ class PromptPool(nn.Module):
             if base_prompt_len is not None:
                 raise ValueError(
                     "PromptPool: base_prompt_len is only used by the "
-                    "residual selector"
+                    "residual_base selector"
                 )
             self.base_prompt = None
             self.values = nn.Parameter(_noisy(mean, (pool_size, llm_dim)))
@@ -434,7 +529,8 @@ class PromptPool(nn.Module):
             f"pool_size={self.pool_size}, llm_dim={self.llm_dim}, "
             f"key_dim={self.key_dim}, selector={self.selector}, k={self.k}, "
             f"k_max={self.k_max}, stochastic_k={self.stochastic_k}, "
-            f"k_eval={self.k_eval}, key_loss={self.key_loss_type}"
+            f"k_eval={self.k_eval}, key_loss={self.key_loss_type}, "
+            f"attention_dropout={self.attention_dropout}"
         )
 
     def get_extra_state(self):
@@ -582,50 +678,162 @@ class PromptPool(nn.Module):
         >>> pool = PromptPool(6, pool_size=8, k=3, selector="attention",
         ...                   query_source="audio")
         >>> out = pool(torch.randn(2, 4, 6))
-        >>> out.prompts.shape, out.scores.shape
-        (torch.Size([2, 3, 6]), torch.Size([2, 8]))
+        >>> out.prompts.shape, out.scores.shape, list(out.aux_losses)
+        (torch.Size([2, 3, 6]), torch.Size([2, 8]), ['entropy_loss'])
+        >>> pool = PromptPool(6, pool_size=8, k=3, selector="residual",
+        ...                   query_source="audio")
+        >>> out = pool(torch.randn(2, 4, 6))
+        >>> out.prompts.shape, out.indices.shape
+        (torch.Size([2, 3, 6]), torch.Size([2, 3]))
         """
         k = self.current_k(k)
         self.last_k = k
         query = self.query(audio, audio_mask, text, text_mask)
-        query = self.query_proj(query.to(self.keys.dtype))
+        query = query.to(self.keys.dtype)  # (batch, llm_dim)
+        aux_losses = {}
+        if self.selector == "residual":
+            indices, scores = self._residual_indices(query, k)
+            prompts = self.values[indices]  # (batch, k, llm_dim)
+            # r_t = q - (values chosen before step t), in the values' space
+            before = prompts.cumsum(dim=1) - prompts
+            if self.detach_query:
+                query = query.detach()
+            loss_queries = self.query_proj(query[:, None, :] - before)
+        else:
+            projected = self.query_proj(query)  # (batch, key_dim)
+            prompts, indices, scores = self._select(projected, k, aux_losses)
+            loss_queries = projected[:, None, :]
+            if self.detach_query:
+                loss_queries = loss_queries.detach()
+        key_loss = self._key_loss(loss_queries, indices)
+        self._last_indices = indices.detach()
+        prompt_mask = torch.ones(
+            indices.shape, dtype=torch.bool, device=indices.device
+        )
+        return PromptPoolOutput(
+            prompts, prompt_mask, indices, scores, key_loss, aux_losses
+        )
+
+    def _select(self, query, k, aux_losses):
+        """The selectors with one query per sample (all but ``residual``).
+
+        Arguments
+        ---------
+        query : torch.Tensor
+            Projected query ``(batch, key_dim)``.
+        k : int
+            Number of prompts.
+        aux_losses : dict
+            Filled with the selector's auxiliary losses.
+
+        Returns
+        -------
+        prompts : torch.Tensor
+            ``(batch, k, llm_dim)``.
+        indices : torch.Tensor
+            ``(batch, k)``, best first.
+        scores : torch.Tensor
+            ``(batch, pool_size)``.
+        """
         keys = self.keys
-        if self.selector == "attention":
+        if self.selector in ("attention", "attention_topk"):
             logits = query @ keys.t() / math.sqrt(self.key_dim)
             scores = logits.softmax(dim=-1)
+            if self.selector == "attention" and self.training:
+                scores = self._drop_weights(scores)
         else:
             scores = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).t()
         top_scores, indices = scores.topk(k, dim=-1)
         prompts = self.values[indices]  # (batch, k, llm_dim)
         if self.selector == "attention":
+            prompts = prompts * top_scores[..., None]
+            plogp = scores * torch.log(scores + ENTROPY_EPS)
+            aux_losses["entropy_loss"] = -plogp.sum(dim=-1).mean()
+        elif self.selector == "attention_topk":
             weights = top_scores / top_scores.sum(dim=-1, keepdim=True)
             prompts = prompts * (k * weights)[..., None]
-        elif self.selector == "residual":
+        elif self.selector == "residual_base":
             if k > self.base_prompt.shape[0]:
                 raise ValueError(
                     f"PromptPool: k={k} exceeds base_prompt_len="
-                    f"{self.base_prompt.shape[0]} of the residual selector"
+                    f"{self.base_prompt.shape[0]} of the residual_base "
+                    "selector"
                 )
             prompts = self.base_prompt[:k] + prompts
-        key_loss = self._key_loss(query, keys[indices])
-        self._last_indices = indices.detach()
-        prompt_mask = torch.ones(
-            indices.shape, dtype=torch.bool, device=indices.device
-        )
-        return PromptPoolOutput(prompts, prompt_mask, indices, scores, key_loss)
+        return prompts, indices, scores
 
-    def _key_loss(self, query, selected_keys):
-        """Key loss between the query ``(batch, key_dim)`` and the selected
-        keys ``(batch, k, key_dim)``; see the module docstring."""
+    def _drop_weights(self, weights):
+        """Dropout on attention weights ``(batch, pool_size)``: each is
+        zeroed with probability ``attention_dropout`` (a uniform draw from
+        torch's global generator below it), the others scaled by
+        ``1 / (1 - attention_dropout)``."""
+        p = self.attention_dropout
+        if p == 0.0:
+            return weights
+        keep = torch.rand(weights.shape, device=weights.device) >= p
+        return weights * keep.to(weights.dtype) / (1.0 - p)
+
+    def _residual_indices(self, query, k):
+        """Greedy residual selection (no gradient: the choice is discrete).
+
+        Arguments
+        ---------
+        query : torch.Tensor
+            Pooled query ``(batch, llm_dim)``, before ``query_proj``.
+        k : int
+            Number of steps.
+
+        Returns
+        -------
+        indices : torch.Tensor
+            ``(batch, k)``: the entry chosen at each step.
+        scores : torch.Tensor
+            ``(batch, pool_size)``: the first step's cosines.
+        """
+        with torch.no_grad():
+            keys = F.normalize(self.keys, dim=-1)
+            total = torch.zeros_like(query)
+            indices, scores = [], None
+            for _ in range(k):
+                residual = self.query_proj(query - total)
+                step = F.normalize(residual, dim=-1) @ keys.t()
+                scores = step if scores is None else scores
+                index = step.argmax(dim=-1)
+                indices.append(index)
+                total = total + self.values[index]
+        return torch.stack(indices, dim=1), scores
+
+    def _key_loss(self, queries, indices):
+        """Key loss of the selected entries; see the module docstring.
+
+        Arguments
+        ---------
+        queries : torch.Tensor
+            ``(batch, 1, key_dim)`` (one query for all entries) or
+            ``(batch, k, key_dim)`` (one per entry, ``residual``).
+        indices : torch.Tensor
+            Selected entries ``(batch, k)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar.
+        """
         if self.key_loss_type == "none":
-            return selected_keys.new_zeros(())
-        if self.detach_query:
-            query = query.detach()
-        q = F.normalize(query, dim=-1)[:, None, :]
-        keys = F.normalize(selected_keys, dim=-1)
-        if self.key_loss_type == "l2":
-            return (q - keys).norm(dim=-1).mean()
-        return (1.0 - (q * keys).sum(dim=-1)).mean()
+            return self.keys.new_zeros(())
+        q = F.normalize(queries, dim=-1)
+        if self.key_loss_type == "softmax_sum":
+            cos = q @ F.normalize(self.keys, dim=-1).t()  # (batch, 1|k, P)
+            probs = cos.softmax(dim=-1).expand(-1, indices.shape[1], -1)
+            chosen = probs.gather(-1, indices[..., None]).squeeze(-1)
+            return -chosen.sum(dim=1).mean()
+        keys = F.normalize(self.keys[indices], dim=-1)  # (batch, k, key_dim)
+        if self.key_loss_type == "cosine":
+            return (1.0 - (q * keys).sum(dim=-1)).mean()
+        distance = (q - keys).norm(dim=-1)  # (batch, k)
+        if self.key_loss_type == "distance_sum":
+            return distance.sum(dim=1).mean()
+        return distance.mean()
 
     def start_recording(self, reset=True):
         """Starts recording which indices each sample uses.

@@ -121,29 +121,62 @@ class TrainableState:
         """
         del end_of_epoch
         saved = torch.load(path, map_location="cpu")
+        self.load_state_dict(saved, source=f"checkpoint {path}")
+
+    def load_state_dict(self, saved, source="the saved state"):
+        """Loads a state written by :meth:`state_dict` (e.g. read from an
+        export's safetensors file).
+
+        Arguments
+        ---------
+        saved : dict
+            ``{key: tensor}`` (extra states: whatever ``get_extra_state``
+            returned).
+        source : str
+            Names the origin in error messages.
+
+        Raises
+        ------
+        RuntimeError
+            When trainable parameters are missing, or a saved one has
+            another shape than the module's (the modules were built on
+            other backbones or with other hparams): every mismatch is
+            named, with both shapes.
+        """
         extra = dict(self._extra_state_modules())
         expected = set(self.state_dict()) - set(extra)
         missing = sorted(expected - set(saved))
         if missing:
             raise RuntimeError(
-                f"checkpoint {path} lacks trainable parameters {missing[:5]}"
+                f"{source} lacks trainable parameters {missing[:5]}"
+            )
+        params = {
+            f"{mod_name}.{name}": param
+            for mod_name, module in self.modules.items()
+            if module is not None
+            for name, param in module.named_parameters()
+        }
+        wrong = [
+            f"{key}: saved {tuple(saved[key].shape)}, built "
+            f"{tuple(params[key].shape)}"
+            for key in sorted(expected)
+            if tuple(saved[key].shape) != tuple(params[key].shape)
+        ]
+        if wrong:
+            raise RuntimeError(
+                f"{source} does not fit the modules built from the hparams "
+                f"(other backbones or hparams?): {'; '.join(wrong[:5])}"
             )
         with torch.no_grad():
-            for mod_name, module in self.modules.items():
-                if module is None:
-                    continue
-                for name, param in module.named_parameters():
-                    key = f"{mod_name}.{name}"
-                    if key in saved:
-                        param.copy_(saved[key].to(param.device))
+            for key, param in params.items():
+                if key in saved:
+                    param.copy_(saved[key].to(param.device))
         for key, sub in extra.items():
             if key in saved:
                 sub.set_extra_state(saved[key])
             else:
                 logger.warning(
-                    "checkpoint %s has no %s; that state starts afresh",
-                    path,
-                    key,
+                    "%s has no %s; that state starts afresh", source, key
                 )
 
 

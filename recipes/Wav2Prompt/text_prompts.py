@@ -86,7 +86,9 @@ def text_instruction(entry, ex_id, template="hash"):
     Arguments
     ---------
     entry : dict
-        A manifest entry (``task``; ``question`` for spoken QA).
+        A manifest entry (``task``; ``question`` for spoken QA; an entry
+        with its own ``text_instruction`` keeps it, e.g. an instruction
+        given at inference time).
     ex_id : str
         Its id (seeds the paraphrase choice).
     template : str or int
@@ -104,7 +106,17 @@ def text_instruction(entry, ex_id, template="hash"):
     'Translate into French: <text>'
     >>> text_instruction({"task": "spoken_qa", "question": "where?"}, "x", 1)
     'Read: <text> Question: where?'
+    >>> text_instruction({"text_instruction": "Summarise: <text>"}, "x")
+    'Summarise: <text>'
     """
+    if entry.get("text_instruction"):  # given with the example
+        chosen = entry["text_instruction"]
+        if chosen.count(TEXT_MARKER) != 1:
+            raise ValueError(
+                f"example {ex_id!r}: text_instruction {chosen!r} must hold "
+                f"exactly one {TEXT_MARKER} marker"
+            )
+        return chosen
     task = entry.get("task")
     if task not in TEXT_TASK_OF_AUDIO_TASK:
         raise ValueError(
@@ -141,6 +153,7 @@ def add_text_prompt_items(
     asr_instruction="<audio> Transcribe the speech.",
     asr_prompt="manifest",
     prompt_format=None,
+    require_transcript=True,
 ):
     """Adds the Wav2Prompt items to a dataset from ``make_dataset``.
 
@@ -180,6 +193,10 @@ def add_text_prompt_items(
     prompt_format : str, optional
         ``"plain"`` or ``"chat_template"``; None: the LLM's (must match
         it).
+    require_transcript : bool
+        Every entry needs a ``transcript`` (training, test); False for
+        examples to answer only (inference), whose missing transcripts
+        give empty ``transcript_ids``.
 
     Returns
     -------
@@ -209,7 +226,7 @@ def add_text_prompt_items(
             f"{asr_prompt!r}"
         )
     missing = [i for i, e in entries.items() if not e.get("transcript")]
-    if missing:
+    if missing and require_transcript:
         raise ValueError(
             f"{len(missing)} examples lack the field 'transcript' needed by "
             f"Wav2Prompt (CIF targets), e.g. {missing[:5]}"
@@ -235,7 +252,7 @@ def add_text_prompt_items(
         else:
             asr = instruction if task == "asr" else asr_instruction
             asr_before, asr_after = split_prompt(asr, render=render)
-        transcript = " " + entries[ex_id]["transcript"].strip()
+        transcript = " " + (entries[ex_id].get("transcript") or "").strip()
         text_ids = encode_prompt(llm, before, after, answer=None)
         asr_ids = encode_prompt(llm, asr_before, asr_after, answer=None)
         yield torch.LongTensor(text_ids[0])

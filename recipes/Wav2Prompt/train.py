@@ -316,6 +316,31 @@ class Wav2PromptBrain(AudioLLMBrain):
             )
         return out
 
+    def generate_batch(self, batch):
+        """Answers of a batch without targets, as the test step decodes
+        them: ``asr`` examples with the ASR prompt, the others with the
+        speech prompts spliced into their text templates."""
+        batch = batch.to(self.device)
+        feats, feat_mask = self.encode_audio(batch)
+        return self.zero_shot_forward(batch, feats, feat_mask)["hyps"]
+
+    def add_dataset_items(self, dataset, entries, training=True):
+        """Adds the text-task and ASR prompts (and, for training, the
+        transcript tokens) of :func:`text_prompts.add_text_prompt_items`
+        with this run's ``text_template``, ``asr_instruction`` and
+        ``asr_prompt``."""
+        return add_text_prompt_items(
+            dataset,
+            entries,
+            self.llm,
+            template=self._hp("text_template", "hash"),
+            asr_instruction=self._hp(
+                "asr_instruction", "<audio> Transcribe the speech."
+            ),
+            asr_prompt=self._hp("asr_prompt", "manifest"),
+            require_transcript=training,
+        )
+
     def zero_shot_forward(self, batch, feats, feat_mask):
         """ASR, Wav2Prompt and cascade hypotheses of a test batch."""
         audio, audio_mask, _ = self.front_end(feats, feat_mask)
@@ -432,15 +457,6 @@ def main(argv):
         except FileNotFoundError as err:
             raise FileNotFoundError(f"pretrained_frontend: {err}") from None
     datasets = build_datasets(hparams)
-    for split in ("train", "valid", "test"):
-        add_text_prompt_items(
-            datasets[split],
-            datasets["entries"][split],
-            hparams["llm"],
-            template=hparams["text_template"],
-            asr_instruction=hparams["asr_instruction"],
-            asr_prompt=hparams.get("asr_prompt", "manifest"),
-        )
     brain = Wav2PromptBrain(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
@@ -448,6 +464,8 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    for split in ("train", "valid", "test"):
+        brain.add_dataset_items(datasets[split], datasets["entries"][split])
     if pretrained is not None:
         logger.info("loading the pretrained front end from %s", pretrained)
         TrainableState({"connector": hparams["connector"]}).load(pretrained)

@@ -201,7 +201,12 @@ def test_console_scripts_resolve_to_functions_returning_exit_codes():
         name, target = (part.strip() for part in line.split("="))
         module, func = target.split(":")
         names[name] = getattr(importlib.import_module(module), func)
-    assert set(names) == {"audiollm-toyworld", "audiollm-compare"}
+    assert set(names) == {
+        "audiollm-toyworld",
+        "audiollm-compare",
+        "audiollm-generate",
+        "audiollm-export",
+    }
     for name, main in names.items():
         with pytest.raises(SystemExit) as exit_info:  # argparse's --help
             main(["--help"])

@@ -70,7 +70,7 @@ def loop_reference(pool, audio, audio_mask, text, text_mask, k):
     """Per-sample, per-key reference of prompts and key loss (l2)."""
     prompts, indices, losses = [], [], []
     for q in loop_query(audio, audio_mask, text, text_mask):
-        if pool.selector == "attention":
+        if pool.selector == "attention_topk":
             logits = [
                 (q * pool.keys[i]).sum() / math.sqrt(DIM) for i in range(POOL)
             ]
@@ -86,9 +86,9 @@ def loop_reference(pool, audio, audio_mask, text, text_mask, k):
         rows = []
         for j, i in enumerate(order):
             value = pool.values[i]
-            if pool.selector == "attention":
+            if pool.selector == "attention_topk":
                 value = value * (k * scores[i] / chosen_sum)
-            if pool.selector == "residual":
+            if pool.selector == "residual_base":
                 value = pool.base_prompt[j] + value
             rows.append(value)
         prompts.append(torch.stack(rows))
@@ -101,7 +101,9 @@ def loop_reference(pool, audio, audio_mask, text, text_mask, k):
     return torch.stack(prompts), torch.tensor(indices), key_loss
 
 
-@pytest.mark.parametrize("selector", ["similarity", "attention", "residual"])
+@pytest.mark.parametrize(
+    "selector", ["similarity", "attention_topk", "residual_base"]
+)
 def test_selector_matches_loop_reference_with_gradients(selector):
     pool = make_pool(selector=selector)
     audio, audio_mask, text, text_mask = make_batch()
@@ -129,7 +131,7 @@ def test_selector_matches_loop_reference_with_gradients(selector):
     torch.testing.assert_close(got[2], ref[2])
     for name in ref[3]:
         torch.testing.assert_close(got[3][name], ref[3][name], msg=name)
-    if selector == "attention":
+    if selector == "attention_topk":
         torch.testing.assert_close(got[4], ref[4])
         assert got[4].abs().sum() > 0  # the query gets gradient
     else:
@@ -233,8 +235,9 @@ def test_fixed_k_train_and_eval():
     assert pool(audio, audio_mask, text, text_mask).prompts.shape[1] == 2
 
 
-def test_attention_selector_gives_gradient_to_keys():
-    pool = make_pool(selector="attention", key_loss="none")
+@pytest.mark.parametrize("selector", ["attention_topk", "attention"])
+def test_attention_selector_gives_gradient_to_keys(selector):
+    pool = make_pool(selector=selector, key_loss="none")
     audio, audio_mask, text, text_mask = make_batch()
     out = pool(audio, audio_mask, text, text_mask)
     (out.prompts**2).sum().backward()
@@ -247,7 +250,7 @@ def test_attention_selector_gives_gradient_to_keys():
 
 
 def test_attention_weights_sum_to_k():
-    pool = make_pool(selector="attention")
+    pool = make_pool(selector="attention_topk")
     with torch.no_grad():
         pool.values.fill_(1.0)
     audio, audio_mask, text, text_mask = make_batch()
@@ -261,7 +264,7 @@ def test_attention_weights_sum_to_k():
 
 
 def test_residual_is_base_plus_selected():
-    pool = make_pool(selector="residual", k=None, k_max=4)
+    pool = make_pool(selector="residual_base", k=None, k_max=4)
     assert pool.base_prompt.shape == (4, DIM)
     audio, audio_mask, text, text_mask = make_batch()
     pool.eval()
@@ -277,7 +280,7 @@ def test_residual_is_base_plus_selected():
         )
         assert torch.equal(out.indices, scores.topk(k, dim=1).indices)
     with pytest.raises(ValueError, match="base_prompt_len"):
-        make_pool(selector="residual", base_prompt_len=2)(
+        make_pool(selector="residual_base", base_prompt_len=2)(
             audio, audio_mask, text, text_mask
         )
 
@@ -341,7 +344,10 @@ def test_recording_and_usage_counts():
         ({"k": 2, "stochastic_k": True}, "not both"),
         ({"k": None, "stochastic_k": False}, "fixed k"),
         ({"k_eval": 0}, "k_eval"),
-        ({"base_prompt_len": 3}, "residual"),
+        ({"base_prompt_len": 3}, "residual_base"),
+        ({"selector": "residual", "base_prompt_len": 3}, "residual_base"),
+        ({"attention_dropout": 0.1}, "only used by the 'attention'"),
+        ({"selector": "attention", "attention_dropout": 1.0}, r"\[0, 1\)"),
     ],
 )
 def test_pool_bad_config(kwargs, message):
