@@ -357,6 +357,10 @@ class AudioLLM:
             folder / LOBES_FILE if exported else best_checkpoint(folder)
         )
         text = hparams_file.read_text(encoding="utf-8")
+        recorded = {
+            field: recorded_value(text, field)
+            for field in re.findall(r"(?m)^(\w+_source):", text)
+        }
         work = Path(tempfile.mkdtemp(prefix="audiollm_model_"))
         replacements = {recorded_value(text, "output_folder"): str(work)}
         for field, source in (sources or {}).items():
@@ -364,7 +368,7 @@ class AudioLLM:
             if old is None:
                 raise ModelFolderError(
                     f"sources: {folder}/{HPARAMS_FILE} has no field {field!r}"
-                    " (its sources are listed in its backbones.json)"
+                    f" (its sources: {sorted(recorded)})"
                 )
             replacements[old] = str(source)
         text = relocate_hparams(text, replacements)
@@ -375,16 +379,17 @@ class AudioLLM:
         try:
             hparams = load_hyperpyyaml(text, overrides or {})
         except Exception as err:
-            wanted = ", ".join(
-                f"{k}={recorded_value(text, k)}"
-                for k in sorted((expected or {}).get("sources", {}))
+            trained = ", ".join(f"{k}={v}" for k, v in sorted(recorded.items()))
+            given = ", ".join(
+                f"{k}={v}" for k, v in sorted((sources or {}).items())
             )
             raise ModelFolderError(
                 f"{folder}: could not build the model from its hparams: "
-                f"{type(err).__name__}: {err}\n(its backbones: "
-                f"{wanted or 'see its hyperparams.yaml'}; point a field "
-                "elsewhere with sources={field: path} / --source "
-                "field=path)"
+                f"{type(err).__name__}: {err}\n(trained with: "
+                f"{trained or 'see its hyperparams.yaml'}"
+                + (f"; given: {given}" if given else "")
+                + "; point a field elsewhere with sources={field: path} / "
+                "--source field=path)"
             ) from err
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Times the README's main command from an empty cache, stage by stage.
+
+Runs ``python recipes/LiSTEN/train.py hparams/dps.yaml`` as a newcomer
+does on a fresh machine: with ``AUDIOLLM_LOBES_HOME`` pointing at an empty
+temporary folder, so the toy world and its toy backbones are built first.
+Then prints the wall time of each stage, read from what the run records
+(the toy world's ``world.json``, the backbones' ``backbones.json``
+timings, the epochs' and the test's ``seconds`` in ``train_log.txt``),
+the rest (loading, feature precomputation, prompt-usage report, ``k_eval``
+sweep) as the difference, and the total against the 10-minute goal::
+
+    python benchmarks/main_job.py
+    python benchmarks/main_job.py --cached     # the user's cache: training only
+    python benchmarks/main_job.py --keep /tmp/main_job -- --seed=7
+
+Arguments after ``--`` go to ``train.py``. Nothing of the user's cache or
+``results/`` is touched unless ``--cached`` is given (then the cache is
+read, and built if missing).
+
+Authors
+ * audiollm-lobes developers, 2026
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_S = 600.0
+
+
+def epoch_seconds(train_log):
+    """``(train, valid, test)`` seconds summed over a ``train_log.txt``.
+
+    Arguments
+    ---------
+    train_log : str or Path
+        SpeechBrain's ``FileTrainLogger`` file.
+
+    Returns
+    -------
+    tuple of float
+        Training, validation and test seconds.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> log = Path(tempfile.mkdtemp()) / "train_log.txt"
+    >>> _ = log.write_text(
+    ...     "epoch: 1 - train loss: 2.0, train seconds: 1.5e+02 - valid "
+    ...     "loss: 1.0, valid seconds: 1.27\\n"
+    ...     "epoch: 2 - train seconds: 94.5 - valid seconds: 1.0\\n"
+    ...     "Epoch loaded: 2 - test loss: 0.6, test seconds: 11.0\\n")
+    >>> epoch_seconds(log)
+    (244.5, 2.27, 11.0)
+    """
+    sums = {"train": 0.0, "valid": 0.0, "test": 0.0}
+    for line in Path(train_log).read_text(encoding="utf-8").splitlines():
+        for stage in sums:
+            for value in re.findall(rf"{stage} seconds: ([0-9.e+-]+)", line):
+                sums[stage] += float(value)
+    return tuple(round(sums[s], 2) for s in ("train", "valid", "test"))
+
+
+def stage_table(total, home, run):
+    """The stage breakdown of a finished run.
+
+    Arguments
+    ---------
+    total : float
+        Wall seconds of the whole command.
+    home : Path
+        ``AUDIOLLM_LOBES_HOME`` of the run.
+    run : Path
+        Its output folder.
+
+    Returns
+    -------
+    list of tuple
+        ``(stage, seconds)``.
+    """
+    rows = []
+    world = home / "toyworld" / "small"
+    world_json = world / "world.json"
+    backbones_json = world / "backbones" / "backbones.json"
+    built = 0.0
+    if world_json.is_file():
+        seconds = json.loads(world_json.read_text())["build_seconds"]
+        rows.append(("toy world data", seconds))
+        built += seconds
+    if backbones_json.is_file():
+        timings = json.loads(backbones_json.read_text())["timings"]
+        parallel = "at once" if timings.get("parallel") else "in turn"
+        rows.append((f"  toy LM pretraining ({parallel})", timings["lm_s"]))
+        rows.append(("  toy encoders pretraining", timings["encoders_s"]))
+        rows.append(
+            ("toy backbones (LM, encoders)", timings["lm_and_encoders_s"])
+        )
+        built += timings["lm_and_encoders_s"] + timings.get("tokenizer_s", 0)
+    train, valid, test = epoch_seconds(run / "train_log.txt")
+    rows += [
+        ("training epochs", train),
+        ("validation", valid),
+        ("test (k_eval)", test),
+    ]
+    rest = total - built - train - valid - test
+    rows.append(("rest: loading, features, usage report, k sweep, ...", rest))
+    rows.append(("total", total))
+    return rows
+
+
+def main(argv=None):
+    """Runs the benchmark (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cached", action="store_true")
+    parser.add_argument("--keep", help="run (and cache) here, keep it")
+    parser.add_argument("train_args", nargs="*", help="after --: train.py")
+    args = parser.parse_args(argv)
+    work = Path(args.keep or tempfile.mkdtemp(prefix="main_job_"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    home = Path(env.get("AUDIOLLM_LOBES_HOME", "~/.cache/audiollm_lobes"))
+    if not args.cached:
+        home = work / "home"
+        if home.exists():
+            shutil.rmtree(home)
+        env["AUDIOLLM_LOBES_HOME"] = str(home)
+    run = work / "run"
+    cmd = [
+        sys.executable,
+        str(ROOT / "recipes" / "LiSTEN" / "train.py"),
+        "hparams/dps.yaml",
+        f"--output_folder={run}",
+        *args.train_args,
+    ]
+    print("running:", " ".join(cmd), flush=True)
+    start = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env)
+    total = time.time() - start
+    if proc.returncode != 0:
+        sys.exit(f"the main command failed (exit {proc.returncode})")
+    print(f"\nmain job, {'cached' if args.cached else 'from an empty cache'}")
+    print(f"{'stage':<55} {'seconds':>9}")
+    for stage, seconds in stage_table(total, home.expanduser(), run):
+        print(f"{stage:<55} {seconds:9.1f}")
+    verdict = "met" if total <= GOAL_S else "NOT met"
+    print(f"goal: at most {GOAL_S:.0f} s -> {verdict}")
+    summary = run / "results.md"
+    if summary.is_file():
+        print("\n" + summary.read_text(encoding="utf-8"))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
