@@ -426,7 +426,8 @@ class AudioLLMBrain(sb.Brain):
 
         Override together with ``llm_loss``; the default is the wrapper's
         batched KV-cached ``llm.generate`` with ``max_new_tokens`` and
-        ``num_beams`` from the hparams.
+        ``num_beams`` and ``repetition_penalty`` (1.0: none) from the
+        hparams.
 
         Arguments
         ---------
@@ -448,6 +449,7 @@ class AudioLLMBrain(sb.Brain):
             seq.mask,
             max_new_tokens=self._hp("max_new_tokens", 48),
             num_beams=self._hp("num_beams", 1),
+            repetition_penalty=self._hp("repetition_penalty", 1.0),
         )
 
     # ------------------------------------------------------- Brain hooks

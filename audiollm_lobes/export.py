@@ -151,23 +151,50 @@ def read_lobes(path):
 
 
 def lora_models(modules):
-    """The HF models among ``modules`` that carry injected LoRA layers.
+    """The LLMs among ``modules`` (or inside them) that carry LoRA layers.
 
     Arguments
     ---------
     modules : dict
-        ``{name: module}`` (e.g. a ``TrainableState``'s).
+        ``{name: module}`` (e.g. a ``TrainableState``'s); an LLM may be a
+        submodule (PAL's injector holds its LLM).
 
     Returns
     -------
     list of tuple
-        ``(name, CausalLM)`` whose ``model`` has a peft ``peft_config``.
+        ``(qualified name, CausalLM)`` whose HF model has a peft
+        ``peft_config``, each LLM once.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> from audiollm_lobes.lora import LoRAAdapter
+    >>> from audiollm_lobes.toyworld.toy_lm import make_tiny_lm_folder
+    >>> llm = CausalLM(make_tiny_lm_folder(tempfile.mkdtemp()))
+    >>> holder = torch.nn.Module()
+    >>> holder.llm = llm
+    >>> lora_models({"injector": holder})
+    []
+    >>> _ = LoRAAdapter(llm, r=2, alpha=4)
+    >>> [name for name, _ in lora_models({"injector": holder})]
+    ['injector.llm']
     """
-    found = []
+    from audiollm_lobes.llm import CausalLM
+
+    found, seen = [], set()
     for name, module in modules.items():
-        model = getattr(module, "model", None)
-        if model is not None and getattr(model, "peft_config", None):
-            found.append((name, module))
+        if module is None:
+            continue
+        for sub_name, sub in module.named_modules():
+            model = getattr(sub, "model", None)
+            if (
+                isinstance(sub, CausalLM)
+                and getattr(model, "peft_config", None)
+                and id(sub) not in seen
+            ):
+                seen.add(id(sub))
+                found.append((f"{name}.{sub_name}".rstrip("."), sub))
     return found
 
 
@@ -259,6 +286,11 @@ def export_model(model, out_folder):
             shutil.copy(code, tmp / code.name)
         write_json(tmp / BACKBONES_FILE, backbone_signature(model.hparams))
         adapters = lora_models(state.modules)
+        if len(adapters) > 1:
+            raise ValueError(
+                f"several LLMs carry LoRA layers ({[n for n, _ in adapters]});"
+                " an export holds one peft adapter"
+            )
         for _, llm in adapters:
             write_peft_adapter(llm, tmp / LORA_FOLDER)
         write_json(

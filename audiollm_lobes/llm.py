@@ -307,8 +307,96 @@ def next_token_loss(logits_fn, labels, inputs, reduction="mean"):
     return F.cross_entropy(logits.float(), targets, reduction=reduction)
 
 
+def apply_repetition_penalty(logits, previous, penalty):
+    """HF's repetition penalty (Keskar et al., 2019, as ``transformers``'
+    ``RepetitionPenaltyLogitsProcessor`` applies it).
+
+    The logit of every token that occurs in ``previous`` (once, however
+    often it occurs) is divided by ``penalty`` when positive and
+    multiplied by it when negative: ``penalty > 1`` makes those tokens
+    less likely, ``penalty < 1`` more likely, ``1.0`` changes nothing.
+    Ids outside ``logits``' vocabulary (e.g. a pad id past the output
+    layer) are ignored.
+
+    Arguments
+    ---------
+    logits : torch.Tensor
+        ``(batch, vocab)`` next-token logits.
+    previous : torch.LongTensor
+        ``(batch, n)`` the tokens that count (``n`` may be 0).
+    penalty : float
+        Strictly positive.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(batch, vocab)`` penalised logits (a new tensor; ``logits`` is
+        returned as is when nothing changes).
+
+    Example
+    -------
+    >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
+    >>> apply_repetition_penalty(logits, torch.tensor([[0, 1, 0]]), 2.0)
+    tensor([[ 1.0000, -2.0000,  0.5000]])
+    """
+    if not penalty > 0:
+        raise ValueError(
+            f"repetition_penalty must be > 0 (1.0: none); got {penalty}"
+        )
+    if penalty == 1.0 or previous is None or previous.shape[-1] == 0:
+        return logits
+    vocab = logits.shape[-1]
+    # one spare column takes the ids the output layer does not have
+    padded = F.pad(logits, (0, 1))
+    index = previous.to(logits.device).clamp(min=0, max=vocab)
+    score = padded.gather(1, index)
+    score = torch.where(score < 0, score * penalty, score / penalty)
+    return padded.scatter(1, index, score)[:, :vocab]
+
+
+class RepetitionPenalty(transformers.LogitsProcessor):
+    """:func:`apply_repetition_penalty` as an HF logits processor, over
+    every id of ``input_ids``.
+
+    ``CausalLM.generate`` decodes from embeddings, so HF's ``input_ids``
+    hold the generated tokens only. HF's own processor (the
+    ``repetition_penalty`` field of a ``GenerationConfig``) also skips, in
+    each row, as many leading tokens as the row's prompt has left padding
+    (``prompt_ignore_length``, meant for prompts given as ids): with
+    embeddings that exempts generated tokens, so a prompt would decode
+    differently alone and in a padded batch. This one does not.
+
+    Arguments
+    ---------
+    penalty : float
+        Strictly positive (1.0: none).
+
+    Example
+    -------
+    >>> RepetitionPenalty(2.0)(torch.tensor([[1]]), torch.tensor([[1.0, 4.0]]))
+    tensor([[1., 2.]])
+    """
+
+    def __init__(self, penalty):
+        if not penalty > 0:
+            raise ValueError(
+                f"repetition_penalty must be > 0 (1.0: none); got {penalty}"
+            )
+        self.penalty = float(penalty)
+
+    def __call__(self, input_ids, scores):
+        """Penalised ``(batch, vocab)`` scores."""
+        return apply_repetition_penalty(scores, input_ids, self.penalty)
+
+
 def decode_loop(
-    next_logits, max_new_tokens, eos_ids, pad_id, pick=None, min_new_tokens=0
+    next_logits,
+    max_new_tokens,
+    eos_ids,
+    pad_id,
+    pick=None,
+    min_new_tokens=0,
+    repetition_penalty=1.0,
 ):
     """Token-by-token decoding with the EOS/pad bookkeeping.
 
@@ -334,6 +422,11 @@ def decode_loop(
     min_new_tokens : int
         EOS logits are set to ``-inf`` (in place) for the first
         ``min_new_tokens`` steps.
+    repetition_penalty : float
+        :func:`apply_repetition_penalty` before each pick, over the
+        tokens this loop has generated so far in the sample (not the
+        prompt, which reaches the model as embeddings); 1.0 (default):
+        none, the logits are used as they come.
 
     Returns
     -------
@@ -349,7 +442,23 @@ def decode_loop(
     >>> decode_loop(next_logits, 5, eos_ids=[2], pad_id=0)
     tensor([[0, 2],
             [2, 0]])
+
+    A repetition penalty of 1.5 turns the second step's 3.0 for token 0,
+    already generated, into 2.0, below token 1's 2.5:
+
+    >>> def scripted(token):
+    ...     return torch.tensor([[3.0, 2.0, 0.0]] if token is None
+    ...                         else [[3.0, 2.5, 0.0]])
+    >>> decode_loop(scripted, 2, [], 0).tolist()
+    [[0, 0]]
+    >>> decode_loop(scripted, 2, [], 0, repetition_penalty=1.5).tolist()
+    [[0, 1]]
     """
+    if not repetition_penalty > 0:
+        raise ValueError(
+            "repetition_penalty must be > 0 (1.0: none); got "
+            f"{repetition_penalty}"
+        )
     tokens = []
     token = finished = eos = None
     for step in range(max_new_tokens):
@@ -359,6 +468,10 @@ def decode_loop(
             eos = eos.to(logits.device)
             finished = torch.zeros(
                 logits.shape[0], dtype=torch.bool, device=logits.device
+            )
+        if repetition_penalty != 1.0 and tokens:
+            logits = apply_repetition_penalty(
+                logits, torch.stack(tokens, 1), repetition_penalty
             )
         if step < min_new_tokens:
             logits[:, eos] = -float("inf")
@@ -1334,6 +1447,7 @@ class CausalLM(torch.nn.Module):
         top_p=1.0,
         use_cache=True,
         min_new_tokens=0,
+        repetition_penalty=1.0,
         **generate_kwargs,
     ):
         """Generates continuations of (right-padded) prompt embeddings.
@@ -1367,6 +1481,13 @@ class CausalLM(torch.nn.Module):
             Use the KV cache.
         min_new_tokens : int
             EOS is forbidden before this many tokens.
+        repetition_penalty : float
+            HF's definition (:func:`apply_repetition_penalty`) over the
+            tokens generated so far in the sample (or beam); the prompt
+            does not count (it is embeddings, not ids). 1.0 (default):
+            none, and decoding is exactly what it is without the option.
+            The cached path applies it as :class:`RepetitionPenalty`, not
+            through HF's ``repetition_penalty`` field (see there why).
         **generate_kwargs
             More ``transformers.GenerationConfig`` fields (cached path
             only).
@@ -1393,6 +1514,11 @@ class CausalLM(torch.nn.Module):
         >>> torch.equal(cached, lm.generate(embeds, mask, 4, use_cache=False))
         True
         """
+        if not repetition_penalty > 0:
+            raise ValueError(
+                "repetition_penalty must be > 0 (1.0: none); got "
+                f"{repetition_penalty}"
+            )
         if attention_mask.shape != inputs_embeds.shape[:2]:
             raise ValueError(
                 "attention_mask must match inputs_embeds[..., 0]; got "
@@ -1418,6 +1544,7 @@ class CausalLM(torch.nn.Module):
                 temperature,
                 top_p,
                 min_new_tokens,
+                repetition_penalty,
             )
         options = {
             "max_new_tokens": max_new_tokens,
@@ -1433,8 +1560,16 @@ class CausalLM(torch.nn.Module):
             options.update(temperature=temperature, top_p=top_p, top_k=0)
         options.update(generate_kwargs)
         config = transformers.GenerationConfig(**options)
+        extra = {}
+        if repetition_penalty != 1.0:
+            extra["logits_processor"] = transformers.LogitsProcessorList(
+                [RepetitionPenalty(repetition_penalty)]
+            )
         tokens = self.model.generate(
-            inputs_embeds=embeds, attention_mask=mask, generation_config=config
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            generation_config=config,
+            **extra,
         )
         return truncate_after_eos(tokens, self.eos_ids, self.pad_id)
 
@@ -1447,6 +1582,7 @@ class CausalLM(torch.nn.Module):
         temperature,
         top_p,
         min_new_tokens,
+        repetition_penalty=1.0,
     ):
         """Decoding loop without KV cache on left-padded prompts."""
 
@@ -1469,6 +1605,7 @@ class CausalLM(torch.nn.Module):
             self.pad_id,
             pick=sample if do_sample else None,
             min_new_tokens=min_new_tokens,
+            repetition_penalty=repetition_penalty,
         )
 
 

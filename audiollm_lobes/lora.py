@@ -178,3 +178,60 @@ class LoRAAdapter(torch.nn.Module):
         raise RuntimeError(
             "LoRAAdapter has no forward; call the CausalLM it adapted"
         )
+
+
+#: What of the LLM trains (the hparam ``llm_finetune``).
+FINETUNE_MODES = ("none", "lora")
+
+
+class FrozenLLM(torch.nn.Module):
+    """Stands where a ``LoRAAdapter`` would be when the LLM stays frozen
+    (``llm_finetune: none``): a module without parameters, so that the
+    hparams list the same ``modules`` in both settings."""
+
+    def forward(self, *args, **kwargs):
+        """Not used."""
+        raise RuntimeError("FrozenLLM has no forward; the LLM is frozen")
+
+
+def llm_finetuning(
+    llm, mode="none", r=8, alpha=32, dropout=0.1, target_modules=None
+):
+    """The module that decides what of the LLM trains, by name.
+
+    Arguments
+    ---------
+    llm : audiollm_lobes.llm.CausalLM
+        The LLM (left frozen, or given LoRA layers in place).
+    mode : str
+        ``"none"`` (a ``FrozenLLM``) or ``"lora"`` (a ``LoRAAdapter``).
+    r, alpha, dropout, target_modules
+        The ``LoRAAdapter``'s (unused with ``"none"``).
+
+    Returns
+    -------
+    torch.nn.Module
+        ``FrozenLLM`` or ``LoRAAdapter``.
+
+    Example
+    -------
+    >>> import transformers
+    >>> from audiollm_lobes.llm import CausalLM
+    >>> config = transformers.LlamaConfig(
+    ...     vocab_size=20, hidden_size=8, intermediate_size=16,
+    ...     num_hidden_layers=1, num_attention_heads=2,
+    ... )
+    >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+    >>> type(llm_finetuning(llm, "none")).__name__
+    'FrozenLLM'
+    >>> lora = llm_finetuning(llm, "lora", r=2, target_modules=["o_proj"])
+    >>> sum(p.numel() for p in llm.parameters() if p.requires_grad)
+    32
+    """
+    if mode not in FINETUNE_MODES:
+        raise ValueError(
+            f"llm_finetune must be one of {FINETUNE_MODES}; got {mode!r}"
+        )
+    if mode == "none":
+        return FrozenLLM()
+    return LoRAAdapter(llm, r, alpha, dropout, target_modules)

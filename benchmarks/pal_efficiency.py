@@ -3,11 +3,10 @@
 For a mid-size random Llama (default: hidden 1024, 8 layers, 16 heads,
 vocab 32000) and several audio lengths with 64 text tokens, this measures
 
-* a **training step** (forward + backward; the LLM is frozen, only the
-  audio projections are trainable: a PLITS input projector, the LAL
-  per-layer maps, or both for PAL), and
+* a **training step** (forward + backward; the audio projections train:
+  a PLITS input projector, the LAL per-layer maps, or both for PAL), and
 * **greedy generation** of ``--new-tokens`` tokens (KV cache, no early
-  stop),
+  stop), and of one token (the prefill alone),
 
 for three integrations:
 
@@ -15,7 +14,16 @@ for three integrations:
   through every layer;
 * ``lal``: ``AttentionOnlyInjector`` on all layers (audio as keys/values
   only);
-* ``pal``: half of the audio tokens through PLITS, the other half via LAL.
+* ``pal``: each encoder's own tokens, as the PAL recipe builds them
+  (``pal_token_counts``): Whisper's through PLITS, BEATs' through LAL,
+  each as many as the fused stream PLITS and LAL get (so PAL has twice
+  their audio tokens),
+
+and two settings of the LLM (``--llm-finetune``): frozen (``none``), and
+LoRA (rank 8 on every linear layer of attention and FFN, trained with the
+rest: the paper updates the LLM). PLITS decodes with HF's
+``DynamicCache``, as ``CausalLM.generate`` does (``--plits-cache
+reserved``: with the cache LAL decodes with).
 
 Each (integration, audio length, train|generate) runs in a process of its
 own, forked from a parent that built the frozen LLM once (the children
@@ -34,11 +42,17 @@ Timing is side by side: the three processes of one (mode, audio length)
 are alive together and run one warm-up step (same shapes; generation with
 2 new tokens), then ``--repeats`` rounds of one step each, one process at
 a time, in an order that rotates every round. The reported time is the
-minimum over the rounds (the least disturbed step). The table prints
-PLITS/LAL and PLITS/PAL time ratios, LAL/PLITS and PAL/PLITS memory
-ratios, and the FLOP ratio PLITS/X computed from the shapes (dense
-attention over all query/key pairs, as SDPA with a mask computes it;
-backward of frozen layers counted as input gradients only).
+minimum over the rounds (the least disturbed step). The first table
+prints, for LAL and PAL against PLITS, the speed-up (PLITS time / X
+time), the FLOP ratio PLITS/X computed from the shapes (dense attention
+over all query/key pairs, as SDPA with a mask computes it; backward of
+frozen layers counted as input gradients only): the speed-up were time
+proportional to FLOPs, their quotient (1: the FLOP advantage fully turned
+into time), and the memory ratio X/PLITS. The second splits generation
+into its prefill (speed-up, FLOP ratio, quotient) and the time of one
+decoding step of each method: a step reads every weight and the whole KV
+cache for one token (memory-bound), the same bytes for all three, which
+is why generation stays below its FLOP ratio while its prefill does not.
 
 Threads: the default is one torch thread per run. On this 2-core machine,
 shared with other jobs, two OpenMP threads made element-wise kernels about
@@ -60,7 +74,7 @@ share of it; the memory ratios compare whole peaks.
 
 Usage::
 
-    python benchmarks/pal_efficiency.py            # 5-10 min on 2 cores
+    python benchmarks/pal_efficiency.py            # ~20 min on 2 cores
     python benchmarks/pal_efficiency.py --quick    # smoke test, seconds
     python benchmarks/pal_efficiency.py --shapes llama-3.2-1b   # on a GPU
 
@@ -102,6 +116,35 @@ SHAPES = {
 
 
 # ------------------------------------------------------------------ FLOPs
+#: LoRA rank of the ``--llm-finetune lora`` setting (the PAL yamls').
+LORA_RANK = 8
+#: Linear layers LoRA adapts there (the PAL yamls' ``lora_target_modules``).
+LORA_TARGETS = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+
+
+def _layer_linears(hidden, heads, kv_heads, intermediate):
+    """``{name: (in, out)}`` of one Llama layer's linear maps."""
+    head_dim = hidden // heads
+    q, kv = heads * head_dim, kv_heads * head_dim
+    return {
+        "q_proj": (hidden, q),
+        "k_proj": (hidden, kv),
+        "v_proj": (hidden, kv),
+        "o_proj": (q, hidden),
+        "gate_proj": (hidden, intermediate),
+        "up_proj": (hidden, intermediate),
+        "down_proj": (intermediate, hidden),
+    }
+
+
 def layer_linear_params(hidden, heads, kv_heads, intermediate):
     """Weights of one Llama layer's linear maps (multiply-adds per token).
 
@@ -126,20 +169,47 @@ def layer_linear_params(hidden, heads, kv_heads, intermediate):
     >>> layer_linear_params(8, 2, 1, 16)
     576
     """
-    head_dim = hidden // heads
-    attn = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2
-    return attn + 3 * hidden * intermediate
+    linears = _layer_linears(hidden, heads, kv_heads, intermediate)
+    return sum(i * o for i, o in linears.values())
 
 
-def count_flops(shape, n_plits, n_lal, n_text, mode, new_tokens=0):
+def layer_lora_params(hidden, heads, kv_heads, intermediate, rank):
+    """LoRA weights of one Llama layer (``LORA_TARGETS``, rank ``rank``):
+    ``rank * (in + out)`` per adapted linear map.
+
+    Arguments
+    ---------
+    hidden, heads, kv_heads, intermediate : int
+        As in ``layer_linear_params``.
+    rank : int
+        LoRA rank (0: none).
+
+    Returns
+    -------
+    int
+        Multiply-adds per token of the LoRA branches.
+
+    Example
+    -------
+    >>> layer_lora_params(8, 2, 1, 16, rank=2)  # 2 * (16+12+12+16+3*24)
+    256
+    """
+    linears = _layer_linears(hidden, heads, kv_heads, intermediate)
+    return rank * sum(sum(linears[name]) for name in LORA_TARGETS)
+
+
+def count_flops(shape, n_plits, n_lal, n_text, mode, new_tokens=0, lora_rank=0):
     """FLOPs of one training step or one generation from the shapes.
 
     Counts matrix products only (2 FLOPs per multiply-add). Training:
     frozen linear maps cost forward + input gradient (2x), trainable maps
     forward + weight gradient (2x, the audio features need no gradient),
-    attention forward + backward (3x). Logits only at the labelled text
-    positions (all text tokens but the first). Generation: prefill with
-    logits at the last position, then one token per step over the cache.
+    LoRA branches forward + input and weight gradients (3x), attention
+    forward + backward (3x). Logits only at the labelled text positions
+    (all text tokens but the first). Generation: prefill with logits at
+    the last position, then one token per step over the cache (LoRA
+    branches unmerged). With LoRA, LAL's audio keys/values go through the
+    adapted ``k_proj``/``v_proj`` too.
 
     Arguments
     ---------
@@ -155,7 +225,9 @@ def count_flops(shape, n_plits, n_lal, n_text, mode, new_tokens=0):
     mode : str
         ``"train"`` or ``"generate"``.
     new_tokens : int
-        Generated tokens (``generate``).
+        Generated tokens (``generate``; 1 is the prefill alone).
+    lora_rank : int
+        LoRA rank on ``LORA_TARGETS`` (0: frozen LLM).
 
     Returns
     -------
@@ -168,6 +240,11 @@ def count_flops(shape, n_plits, n_lal, n_text, mode, new_tokens=0):
     ...          vocab=10, batch=1, audio_dim=8)
     >>> count_flops(s, 4, 0, 4, "train") > count_flops(s, 0, 4, 4, "train")
     True
+    >>> # LoRA (rank 2): 3 x (2 x 256 x 4 text tokens + 2 x 2 x 2 x (8 + 4)
+    >>> # x 4 audio tokens through k_proj and v_proj)
+    >>> count_flops(s, 0, 4, 4, "train", lora_rank=2) - count_flops(
+    ...     s, 0, 4, 4, "train")
+    7296.0
     """
     d, n_layers = shape["hidden"], shape["layers"]
     heads, kv = shape["heads"], shape["kv_heads"]
@@ -175,6 +252,9 @@ def count_flops(shape, n_plits, n_lal, n_text, mode, new_tokens=0):
     kv_dim = kv * head_dim
     batch, da, vocab = shape["batch"], shape["audio_dim"], shape["vocab"]
     per_token = 2 * layer_linear_params(d, heads, kv, shape["intermediate"])
+    lora = 2 * layer_lora_params(d, heads, kv, shape["intermediate"], lora_rank)
+    # LoRA on k_proj and v_proj of LAL's audio keys/values
+    lora_kv = 2 * lora_rank * 2 * (d + kv_dim) if lora_rank else 0
     seq = n_plits + n_text  # tokens that go through the layers
 
     def attention(queries, keys):
@@ -183,22 +263,75 @@ def count_flops(shape, n_plits, n_lal, n_text, mode, new_tokens=0):
     projector = 2 * da * d * n_plits  # PLITS input projector
     lal_maps = 2 * da * d * n_lal * n_layers if n_lal else 0
     lal_kv = 2 * 2 * d * kv_dim * n_lal * n_layers if n_lal else 0
+    lal_lora = lora_kv * n_lal * n_layers
     if mode == "train":
         layers = n_layers * (
-            2 * per_token * seq + 3 * attention(seq, n_lal + seq)
+            2 * per_token * seq
+            + 3 * lora * seq
+            + 3 * attention(seq, n_lal + seq)
         )
         head = 2 * 2 * d * vocab * (n_text - 1)
         trainable = 2 * (projector + lal_maps)
-        total = layers + head + trainable + 2 * lal_kv
+        total = layers + head + trainable + 2 * lal_kv + 3 * lal_lora
         return float(batch * total)
-    prefill = n_layers * (per_token * seq + attention(seq, n_lal + seq))
-    prefill += 2 * d * vocab + projector + lal_maps + lal_kv
+    prefill = n_layers * (
+        (per_token + lora) * seq + attention(seq, n_lal + seq)
+    )
+    prefill += 2 * d * vocab + projector + lal_maps + lal_kv + lal_lora
     decode = 0
     for step in range(1, new_tokens):
         keys = n_lal + seq + step
-        decode += n_layers * (per_token + attention(1, keys))
+        decode += n_layers * (per_token + lora + attention(1, keys))
         decode += 2 * d * vocab
     return float(batch * (prefill + decode))
+
+
+def pal_token_counts(n_audio, window_frames=17):
+    """Tokens of each encoder under PAL, for the clip that gives PLITS and
+    LAL ``n_audio`` tokens.
+
+    As the PAL recipe builds them: PLITS and LAL run one window Q-Former
+    (``window_frames`` frames per token) over the fused Whisper + BEATs
+    features (``FusedEncoder``, BEATs padded to Whisper's frames), PAL one
+    per encoder, Whisper's tokens through PLITS and BEATs' through LAL.
+    The frame counts are those of the encoders: Whisper ``ceil(ceil(n /
+    160) / 2)`` frames for ``n`` samples at 16 kHz
+    (``WhisperEncoder.output_lengths``), BEATs 8 patches per 16 Kaldi
+    filterbank frames, ``1 + (n - 400) // 160`` of them
+    (``BEATsEncoder``); windows as ``WindowQFormer.num_windows``. The clip
+    is ``n_audio * window_frames`` Whisper frames long.
+
+    Arguments
+    ---------
+    n_audio : int
+        Fused tokens (PLITS, LAL).
+    window_frames : int
+        Frames per Q-Former window (the toy yamls' 17, 1/3 s).
+
+    Returns
+    -------
+    tuple of int
+        ``(whisper_tokens, beats_tokens)``: PAL's PLITS and LAL tokens.
+
+    Example
+    -------
+    >>> pal_token_counts(64), pal_token_counts(1024)
+    ((64, 64), (1024, 1024))
+    """
+    samples = n_audio * window_frames * 320
+
+    def ceil_div(a, b):
+        return -(-a // b)
+
+    def windows(frames):
+        return 1 + ceil_div(max(frames - window_frames, 0), window_frames)
+
+    whisper = ceil_div(ceil_div(samples, 160), 2)
+    beats = 8 * ((1 + (samples - 400) // 160) // 16)
+    fused = windows(max(whisper, beats))
+    if fused != n_audio:
+        raise AssertionError(f"{fused} fused tokens, expected {n_audio}")
+    return windows(whisper), windows(beats)
 
 
 # ------------------------------------------------------------ memory
@@ -326,6 +459,24 @@ def build_model(shape, seed=0, device="cpu", dtype="float32"):
     return model.to(device=device, dtype=getattr(torch, dtype))
 
 
+def _add_lora(model):
+    """LoRA (``LORA_RANK`` on ``LORA_TARGETS``, no dropout) injected into
+    the frozen model in place, once; returns its ``CausalLM`` wrapper."""
+    from audiollm_lobes.llm import CausalLM
+    from audiollm_lobes.lora import LoRAAdapter
+
+    llm = CausalLM.from_model(model, freeze=False)
+    if not getattr(model, "peft_config", None):
+        LoRAAdapter(
+            llm,
+            r=LORA_RANK,
+            alpha=4 * LORA_RANK,
+            dropout=0.0,
+            target_modules=list(LORA_TARGETS),
+        )
+    return llm
+
+
 def prepare(spec, model):
     """Builds the inputs and trainable modules of one configuration.
 
@@ -333,11 +484,18 @@ def prepare(spec, model):
     ---------
     spec : dict
         ``shape, method, mode, n_audio, n_text, new_tokens, threads``;
-        optional ``device`` (default ``"cpu"``; the model's), ``autocast``
-        (a dtype name: run the steps under ``torch.autocast``) and
-        ``optimizer`` (training steps also take an AdamW step).
+        optional ``pal_tokens`` (PAL's ``(plits, lal)`` tokens, default
+        ``pal_token_counts(n_audio)``), ``finetune`` (``"none"``, the
+        default, or ``"lora"``: LoRA on the LLM, trained with the rest),
+        ``plits_cache`` (``"dynamic"``, the default: PLITS decodes with
+        HF's ``DynamicCache`` as ``CausalLM.generate`` does; ``"reserved"``:
+        with the cache LAL decodes with), ``device`` (default ``"cpu"``;
+        the model's), ``autocast`` (a dtype name: run the steps under
+        ``torch.autocast``) and ``optimizer`` (training steps also take an
+        AdamW step).
     model : transformers.LlamaForCausalLM
-        The frozen LLM.
+        The frozen LLM (with ``finetune="lora"``, LoRA layers are injected
+        into it in place, once).
 
     Returns
     -------
@@ -345,55 +503,72 @@ def prepare(spec, model):
         ``step(new_tokens)`` runs one training step (forward + backward)
         or one greedy generation of ``new_tokens`` tokens.
     info : dict
-        ``trainable`` (parameter count) and ``flops`` (of one step with
-        ``spec["new_tokens"]``).
+        ``trainable`` (parameter count), ``flops`` (of one step with
+        ``spec["new_tokens"]``) and, for generation, ``prefill_flops``
+        (of a generation of one token).
 
     Example
     -------
     >>> shape = dict(hidden=8, layers=1, heads=2, kv_heads=1,
     ...              intermediate=16, vocab=10, batch=1, audio_dim=8)
     >>> spec = dict(shape=shape, method="pal", mode="train", n_audio=4,
-    ...             n_text=3, new_tokens=2, threads=1)
+    ...             n_text=3, new_tokens=2, threads=1, pal_tokens=(2, 2))
     >>> step, info = prepare(spec, build_model(shape))
     >>> step(2); info["trainable"]
     144
+    >>> lora = dict(spec, finetune="lora")  # + 8 * 128 LoRA weights
+    >>> step, info = prepare(lora, build_model(shape))
+    >>> step(2); info["trainable"]
+    1168
     """
     import torch
     import transformers
 
     from audiollm_lobes.injection import AttentionOnlyInjector
+    from audiollm_lobes.injection.lal import ReservedCacheLayer
     from audiollm_lobes.llm import CausalLM
 
     torch.set_num_threads(spec["threads"])
     shape = spec["shape"]
     method, mode = spec["method"], spec["mode"]
+    finetune = spec.get("finetune", "none")
     device = torch.device(spec.get("device", "cpu"))
     batch, n_audio, n_text = shape["batch"], spec["n_audio"], spec["n_text"]
-    n_lal = {"plits": 0, "lal": n_audio, "pal": n_audio // 2}[method]
-    n_plits = n_audio - n_lal
+    if method == "pal":
+        n_plits, n_lal = spec.get("pal_tokens") or pal_token_counts(n_audio)
+    else:
+        n_plits, n_lal = {"plits": (n_audio, 0), "lal": (0, n_audio)}[method]
     d, da = shape["hidden"], shape["audio_dim"]
     torch.manual_seed(1)
-    audio = torch.randn(batch, n_audio, da).to(device)
+    audio = torch.randn(batch, n_plits + n_lal, da).to(device)
     ids = torch.randint(3, shape["vocab"], (batch, n_text)).to(device)
     embed = model.get_input_embeddings()
     with torch.no_grad():
         text = embed(ids)
+    if finetune == "lora":
+        llm = _add_lora(model)
+    else:
+        llm = CausalLM.from_model(model)
     projector = torch.nn.Linear(da, d).to(device) if n_plits else None
     injector = None
     if n_lal:
-        llm = CausalLM.from_model(model)
-        injector = AttentionOnlyInjector(llm, da, lal_layers="all")
+        injector = AttentionOnlyInjector(
+            llm, da, lal_layers="all", llm_finetune=finetune
+        )
         injector.to(device)
     plits_audio, lal_audio = audio[:, :n_plits], audio[:, n_plits:]
     lal_mask = torch.ones(batch, n_lal, dtype=torch.bool, device=device)
     labels = ids.clone()
     labels[:, 0] = -100
-    trainables = [
-        p
-        for m in (projector, injector)
-        if m is not None
-        for p in m.parameters()
-    ]
+    trainables = list(
+        {
+            id(p): p
+            for m in (projector, injector, llm)
+            if m is not None
+            for p in m.parameters()
+            if p.requires_grad
+        }.values()
+    )
     optimizer = None
     if spec.get("optimizer") and mode == "train":
         optimizer = torch.optim.AdamW(trainables, lr=1e-4)
@@ -428,9 +603,14 @@ def prepare(spec, model):
         loss.backward()
         if optimizer is not None:
             optimizer.step()
-        for module in (projector, injector):
-            if module is not None:
-                module.zero_grad(set_to_none=True)
+        for p in trainables:
+            p.grad = None
+
+    def plits_cache(length):
+        if spec.get("plits_cache", "dynamic") == "dynamic":
+            return transformers.DynamicCache(config=model.config)
+        layers = [ReservedCacheLayer(length) for _ in range(shape["layers"])]
+        return transformers.Cache(layers=layers)
 
     @torch.no_grad()
     def generate_step(new_tokens):
@@ -439,7 +619,7 @@ def prepare(spec, model):
             return injector.generate(
                 lal_audio, lal_mask, embeds, mask, new_tokens, eos_ids=[]
             )
-        cache = transformers.DynamicCache(config=model.config)
+        cache = plits_cache(embeds.shape[1] + new_tokens)
         out = model(
             inputs_embeds=embeds,
             past_key_values=cache,
@@ -457,7 +637,15 @@ def prepare(spec, model):
         return torch.stack(tokens, 1)
 
     trainable = sum(p.numel() for p in trainables)
-    flops = count_flops(shape, n_plits, n_lal, n_text, mode, spec["new_tokens"])
+    rank = LORA_RANK if finetune == "lora" else 0
+    flops = count_flops(
+        shape, n_plits, n_lal, n_text, mode, spec["new_tokens"], rank
+    )
+    info = {"trainable": trainable, "flops": flops}
+    if mode == "generate":
+        info["prefill_flops"] = count_flops(
+            shape, n_plits, n_lal, n_text, mode, 1, rank
+        )
     step = train_step if mode == "train" else generate_step
     if autocast:
         plain_step = step
@@ -467,7 +655,7 @@ def prepare(spec, model):
             with torch.autocast(device.type, dtype=dtype):
                 return plain_step(new_tokens)
 
-    return step, {"trainable": trainable, "flops": flops}
+    return step, info
 
 
 def _child(spec, conn):
@@ -512,7 +700,9 @@ def compare(specs, rounds, new_tokens):
     peak-RSS mark), warmed up with one step (generation: 2 tokens), then
     run ``rounds`` steps in turn, the order rotating every round, so that
     all configurations see the same machine load. Only one process
-    computes at a time.
+    computes at a time. A generation round also times a generation of a
+    single token (the prefill: the prompt over the audio, then its
+    logits), right after the full one.
 
     Arguments
     ---------
@@ -527,7 +717,9 @@ def compare(specs, rounds, new_tokens):
     -------
     list of dict
         Per spec: ``times`` (s), ``time`` (minimum: the least disturbed
-        step), ``peak_mb``, ``hwm_reset``, ``trainable``, ``flops``.
+        step), ``peak_mb``, ``hwm_reset``, ``trainable``, ``flops``;
+        for generation also ``prefill_times``, ``prefill`` (minimum) and
+        ``prefill_flops``.
 
     Example
     -------
@@ -546,6 +738,7 @@ def compare(specs, rounds, new_tokens):
         for spec, conn, _ in workers:
             _expect(conn, spec, "ready")
         times = [[] for _ in workers]
+        prefill = [[] for _ in workers]
         for r in range(rounds + 1):
             order = list(range(len(workers)))
             order = order[r % len(order) :] + order[: r % len(order)]
@@ -555,11 +748,16 @@ def compare(specs, rounds, new_tokens):
                 elapsed = _expect(conn, spec, "time")
                 if r:  # round 0 is the warm-up
                     times[i].append(elapsed)
+                if r and spec["mode"] == "generate":
+                    conn.send(("step", 1))
+                    prefill[i].append(_expect(conn, spec, "time"))
         results = []
-        for (spec, conn, _), spec_times in zip(workers, times):
+        for (spec, conn, _), spec_times, first in zip(workers, times, prefill):
             conn.send(("stop", None))
             info = _expect(conn, spec, "done")
             info.update(times=spec_times, time=min(spec_times))
+            if first:
+                info.update(prefill_times=first, prefill=min(first))
             results.append(info)
         return results
     finally:
@@ -599,7 +797,8 @@ def measure_in_process(model, specs, rounds, new_tokens, device):
         As ``compare``: ``times``, ``time`` (minimum), ``peak_mb`` (CUDA:
         ``max_memory_allocated`` during the timed steps: frozen and
         trainable weights, gradients, optimizer state, activations,
-        caches), ``hwm_reset``, ``trainable``, ``flops``.
+        caches), ``hwm_reset``, ``trainable``, ``flops`` (generation:
+        ``prefill_times``, ``prefill``, ``prefill_flops`` too).
 
     Example
     -------
@@ -621,19 +820,24 @@ def measure_in_process(model, specs, rounds, new_tokens, device):
         step, info = prepare(spec, model)
         step(2 if spec["mode"] == "generate" else new_tokens)  # warm-up
         reset_peak_memory(device)
-        times = []
+        times, prefill = [], []
         for _ in range(rounds):
-            synchronize(device)
-            start = time.perf_counter()
-            step(new_tokens)
-            synchronize(device)
-            times.append(time.perf_counter() - start)
+            for tokens, out in ((new_tokens, times), (1, prefill)):
+                if tokens == 1 and spec["mode"] != "generate":
+                    continue
+                synchronize(device)
+                start = time.perf_counter()
+                step(tokens)
+                synchronize(device)
+                out.append(time.perf_counter() - start)
         info.update(
             times=times,
             time=min(times),
             peak_mb=peak_memory_mb(device),
             hwm_reset=True,
         )
+        if prefill:
+            info.update(prefill_times=prefill, prefill=min(prefill))
         results.append(info)
         del step
         gc.collect()
@@ -683,7 +887,32 @@ def _parse(argv=None):
         default=None,
         help="LLM shapes of a published backbone (overrides --hidden etc.)",
     )
+    parser.add_argument(
+        "--llm-finetune",
+        nargs="+",
+        choices=["none", "lora"],
+        default=["none", "lora"],
+        help="settings to measure: frozen LLM, LoRA on the LLM (rank "
+        f"{LORA_RANK} on {', '.join(LORA_TARGETS)})",
+    )
+    parser.add_argument(
+        "--plits-cache",
+        choices=["dynamic", "reserved"],
+        default="dynamic",
+        help="PLITS decoding cache: HF's DynamicCache (CausalLM.generate's) "
+        "or the ReservedCacheLayer LAL decodes with",
+    )
+    parser.add_argument(
+        "--window-frames",
+        type=int,
+        default=17,
+        help="encoder frames per Q-Former token (PAL's tokens per encoder)",
+    )
     args = parser.parse_args(argv)
+    # frozen first: in-process runs add LoRA to the shared model once
+    args.llm_finetune = [
+        f for f in ("none", "lora") if f in set(args.llm_finetune)
+    ]
     if args.quick:
         args.hidden, args.layers, args.heads, args.vocab = 256, 2, 4, 2000
         args.batch, args.text, args.audio = 2, 16, [16, 64]
@@ -732,8 +961,121 @@ def _fmt_ratio(a, b):
     return f"{a / b:5.2f}" if b else "  n/a"
 
 
+def ceiling_rows(results, finetunes, modes, audios):
+    """The summary table: for LAL and PAL against PLITS, the speed-up
+    (PLITS time / X time), the FLOP ratio (PLITS FLOPs / X FLOPs, the
+    ceiling of the speed-up were time proportional to FLOPs), their
+    quotient (1: the FLOP advantage fully turned into time) and the
+    memory ratio (X peak / PLITS peak).
+
+    Arguments
+    ---------
+    results : dict
+        ``{(finetune, mode, n_audio, method): result}``.
+    finetunes, modes, audios : list
+        What was measured.
+
+    Returns
+    -------
+    list of str
+        Header, rule and one line per (finetune, mode, audio).
+
+    Example
+    -------
+    >>> r = {("none", "train", 64, m): {"time": t, "flops": f, "peak_mb": 1}
+    ...      for m, t, f in (("plits", 4, 8), ("lal", 1, 2), ("pal", 2, 4))}
+    >>> ceiling_rows(r, ["none"], ["train"], [64])[2].split()
+    ['none', 'train', '64', '|', '4.00', '4.00', '1.00', '1.00', '|', \
+'2.00', '2.00', '1.00', '1.00']
+    """
+    header = f"{'LLM':5s} {'mode':8s} {'audio':>5s} | " + " | ".join(
+        f"{'PLITS/' + x + ' time':>15s} {'FLOPs':>6s} {'time/FLOPs':>10s} "
+        f"{x + '/PLITS mem':>14s}"
+        for x in ("LAL", "PAL")
+    )
+    lines = [header, "-" * len(header)]
+    for finetune in finetunes:
+        for mode in modes:
+            for n_audio in audios:
+                p, lal, pal = (
+                    results[(finetune, mode, n_audio, m)] for m in METHODS
+                )
+                cells = []
+                for x in (lal, pal):
+                    speed = p["time"] / x["time"]
+                    ceiling = p["flops"] / x["flops"]
+                    cells.append(
+                        f"{speed:15.2f} {ceiling:6.2f} "
+                        f"{speed / ceiling:10.2f} "
+                        f"{_fmt_ratio(x['peak_mb'], p['peak_mb']):>14s}"
+                    )
+                lines.append(
+                    f"{finetune:5s} {mode:8s} {n_audio:5d} | "
+                    + " | ".join(cells)
+                )
+    return lines
+
+
+def generation_rows(results, finetunes, audios, new_tokens):
+    """Generation split into its prefill (prompt over the audio, first
+    logits: compute-bound, where LAL saves FLOPs) and its decoding steps
+    (one token over the cache: reading every weight and the whole KV
+    cache, the same bytes for all three methods).
+
+    Arguments
+    ---------
+    results : dict
+        ``{(finetune, "generate", n_audio, method): result}`` with
+        ``prefill`` and ``prefill_flops``.
+    finetunes, audios : list
+        What was measured.
+    new_tokens : int
+        Tokens per timed generation.
+
+    Returns
+    -------
+    list of str
+        Header, rule and one line per (finetune, audio).
+
+    Example
+    -------
+    >>> r = {("none", "generate", 64, m): {"time": t, "prefill": p,
+    ...      "prefill_flops": f} for m, t, p, f in (
+    ...      ("plits", 5.0, 4.0, 8), ("lal", 2.0, 1.0, 2),
+    ...      ("pal", 3.0, 2.0, 4))}
+    >>> generation_rows(r, ["none"], [64], 11)[2].split()[3:]
+    ['4.00', '4.00', '1.00', '|', '100.0', '100.0', '100.0']
+    """
+    header = (
+        f"{'LLM':5s} {'audio':>5s} | {'prefill PLITS/LAL':>17s} "
+        f"{'FLOPs':>6s} {'time/FLOPs':>10s} | "
+        f"{'ms per decoding step: PLITS':>27s} {'LAL':>6s} {'PAL':>6s}"
+    )
+    lines = [header, "-" * len(header)]
+    for finetune in finetunes:
+        for n_audio in audios:
+            rows = [
+                results[(finetune, "generate", n_audio, m)] for m in METHODS
+            ]
+            if any("prefill" not in r for r in rows):
+                continue
+            p, lal, _ = rows
+            speed = p["prefill"] / lal["prefill"]
+            ceiling = p["prefill_flops"] / lal["prefill_flops"]
+            steps = [
+                1000.0 * (r["time"] - r["prefill"]) / max(new_tokens - 1, 1)
+                for r in rows
+            ]
+            lines.append(
+                f"{finetune:5s} {n_audio:5d} | {speed:17.2f} "
+                f"{ceiling:6.2f} {speed / ceiling:10.2f} | "
+                f"{steps[0]:27.1f} {steps[1]:6.1f} {steps[2]:6.1f}"
+            )
+    return lines
+
+
 def main(argv=None):
-    """Runs every configuration in a subprocess and prints the table.
+    """Runs every configuration in a subprocess and prints the tables.
 
     Arguments
     ---------
@@ -743,7 +1085,7 @@ def main(argv=None):
     Returns
     -------
     dict
-        ``{(mode, n_audio, method): result}``.
+        ``{(finetune, mode, n_audio, method): result}``.
 
     Example
     -------
@@ -758,12 +1100,24 @@ def main(argv=None):
     on_cuda = torch.device(device).type == "cuda"
     dtype = args.dtype or ("bfloat16" if on_cuda else "float32")
     shape = llm_shape(args)
+    pal_tokens = {
+        n: pal_token_counts(n, args.window_frames) for n in args.audio
+    }
     print(
         "PAL efficiency: random Llama "
         + ", ".join(f"{k}={v}" for k, v in shape.items())
         + f", text={args.text}, new_tokens={args.new_tokens}, "
-        f"threads={args.threads}, rounds={args.repeats} (+1 warm-up)"
+        f"threads={args.threads}, rounds={args.repeats} (+1 warm-up), "
+        f"PLITS decoding cache={args.plits_cache}"
         + (f", device={device}, dtype={dtype}" if on_cuda else ""),
+        flush=True,
+    )
+    print(
+        "audio tokens: PLITS and LAL one fused stream; PAL per encoder "
+        "(Whisper -> PLITS, BEATs -> LAL): "
+        + ", ".join(
+            f"{n} -> {w} + {b}" for n, (w, b) in sorted(pal_tokens.items())
+        ),
         flush=True,
     )
     # One thread in the parent: no OpenMP pool exists when the children are
@@ -773,70 +1127,73 @@ def main(argv=None):
     weights_mb = (
         torch.cuda.memory_allocated(device) / 2**20 if on_cuda else None
     )
-    extra = {}
+    extra = {"plits_cache": args.plits_cache}
     if on_cuda:  # in this process, with an optimizer step, autocast
-        extra = {"device": device, "optimizer": True}
+        extra.update(device=device, optimizer=True)
     if dtype != "float32":
         extra["autocast"] = dtype
     results = {}
-    for mode in args.modes:
-        for n_audio in args.audio:
-            specs = [
-                {
-                    "shape": shape,
-                    "method": method,
-                    "mode": mode,
-                    "n_audio": n_audio,
-                    "n_text": args.text,
-                    "new_tokens": args.new_tokens,
-                    "threads": args.threads,
-                    **extra,
-                }
-                for method in METHODS
-            ]
-            if on_cuda:
-                measured = measure_in_process(
-                    _MODEL, specs, args.repeats, args.new_tokens, device
-                )
-            else:
-                measured = compare(specs, args.repeats, args.new_tokens)
-            for method, res in zip(METHODS, measured):
-                results[(mode, n_audio, method)] = res
-                runs = ", ".join(f"{t:.2f}" for t in res["times"])
-                peak = (
-                    f"peak={res['peak_mb']:8.1f}MB "
-                    f"(frozen weights {weights_mb:.1f}MB) "
-                    if on_cuda
-                    else f"peak=+{res['peak_mb']:7.1f}MB "
-                )
-                print(
-                    f"  {mode:8s} audio={n_audio:5d} {method:5s} "
-                    f"time={res['time']:8.3f}s (runs: {runs}) "
-                    + peak
-                    + f"trainable={res['trainable']:,}",
-                    flush=True,
-                )
+    for finetune in args.llm_finetune:
+        for mode in args.modes:
+            for n_audio in args.audio:
+                specs = [
+                    {
+                        "shape": shape,
+                        "method": method,
+                        "mode": mode,
+                        "n_audio": n_audio,
+                        "pal_tokens": pal_tokens[n_audio],
+                        "n_text": args.text,
+                        "new_tokens": args.new_tokens,
+                        "threads": args.threads,
+                        "finetune": finetune,
+                        **extra,
+                    }
+                    for method in METHODS
+                ]
+                if on_cuda:
+                    measured = measure_in_process(
+                        _MODEL, specs, args.repeats, args.new_tokens, device
+                    )
+                else:
+                    measured = compare(specs, args.repeats, args.new_tokens)
+                for method, res in zip(METHODS, measured):
+                    results[(finetune, mode, n_audio, method)] = res
+                    runs = ", ".join(f"{t:.2f}" for t in res["times"])
+                    peak = (
+                        f"peak={res['peak_mb']:8.1f}MB "
+                        f"(frozen weights {weights_mb:.1f}MB) "
+                        if on_cuda
+                        else f"peak=+{res['peak_mb']:7.1f}MB "
+                    )
+                    first = (
+                        f"prefill={res['prefill']:.3f}s "
+                        if "prefill" in res
+                        else ""
+                    )
+                    print(
+                        f"  LLM {finetune:4s} {mode:8s} audio={n_audio:5d} "
+                        f"{method:5s} time={res['time']:8.3f}s (runs: "
+                        f"{runs}) {first}"
+                        + peak
+                        + f"trainable={res['trainable']:,}",
+                        flush=True,
+                    )
     print()
-    header = (
-        f"{'mode':8s} {'audio':>5s} | {'time PLITS/LAL':>14s} "
-        f"{'FLOPs PLITS/LAL':>15s} {'mem LAL/PLITS':>13s} | "
-        f"{'time PLITS/PAL':>14s} {'FLOPs PLITS/PAL':>15s} "
-        f"{'mem PAL/PLITS':>13s}"
+    print(
+        "\n".join(
+            ceiling_rows(results, args.llm_finetune, args.modes, args.audio)
+        )
     )
-    print(header)
-    print("-" * len(header))
-    for mode in args.modes:
-        for n_audio in args.audio:
-            p, lal, pal = (results[(mode, n_audio, m)] for m in METHODS)
-            print(
-                f"{mode:8s} {n_audio:5d} | "
-                f"{_fmt_ratio(p['time'], lal['time']):>14s} "
-                f"{_fmt_ratio(p['flops'], lal['flops']):>15s} "
-                f"{_fmt_ratio(lal['peak_mb'], p['peak_mb']):>13s} | "
-                f"{_fmt_ratio(p['time'], pal['time']):>14s} "
-                f"{_fmt_ratio(p['flops'], pal['flops']):>15s} "
-                f"{_fmt_ratio(pal['peak_mb'], p['peak_mb']):>13s}"
+    if "generate" in args.modes:
+        print()
+        print(
+            "\n".join(
+                generation_rows(
+                    results, args.llm_finetune, args.audio, args.new_tokens
+                )
             )
+        )
     if not all(r["hwm_reset"] for r in results.values()):
         print("note: /proc/self/clear_refs unavailable; peaks use ru_maxrss")
     return results

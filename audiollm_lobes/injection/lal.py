@@ -45,6 +45,18 @@ runs on a ``CausalLM``: its output layer (``CausalLM.head``), its special
 ids, and the loss and decoding loop it shares (``llm.next_token_loss``,
 ``llm.decode_loop``); only the text pass over the audio cache is its own.
 
+Decoding (``LALDecoding``) writes into ``ReservedCacheLayer`` caches that
+hold room for the new tokens (HF's ``DynamicCache`` would copy every
+cached position, audio included, at every step) and reads its per-layer
+masks as views of one key mask; beam search (``beam_search``, HF's rules)
+expands the cache to the beams once and then rewrites only the new
+tokens' positions when beams are reordered.
+
+The LLM may train through LoRA adapters (``llm_finetune="lora"``,
+``audiollm_lobes.lora``): the audio keys/values then go through the
+adapted projections like the text's, and the injector holds the LLM as a
+submodule so that its ``forward`` covers the LoRA weights.
+
 Supported families: decoder-only HF models with the Llama layout
 (``model.layers[i].self_attn.{k_proj, v_proj}``, ``input_layernorm``,
 rotate-half RoPE), e.g. Llama, Mistral, Qwen2, Qwen3, and Phi-3, whose
@@ -62,6 +74,7 @@ import contextlib
 
 import torch
 import transformers
+from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from audiollm_lobes.llm import CausalLM, decode_loop, next_token_loss
@@ -72,6 +85,8 @@ LAL_ATTENTION = "audiollm_lobes_lal"
 
 KV_PROJECTIONS = ("shared", "new")
 AUDIO_ROPE = ("none", "prefix")
+#: How the LLM itself trains under LAL (see ``AttentionOnlyInjector``).
+LLM_FINETUNE = ("none", "lora")
 
 
 def lal_attention_forward(
@@ -289,12 +304,176 @@ def _frozen_kv_params(attn, rows, which):
     return fused.weight[rows[which]], bias
 
 
+class ReservedCacheLayer(DynamicLayer):
+    """A KV-cache layer that reserves room for the positions to come.
+
+    ``DynamicLayer`` concatenates its whole cache with each new key/value
+    (a copy of every cached position at every decoding step, for every
+    layer: with 1024 audio tokens in the cache that copy costs as much as
+    a good part of the step). This layer allocates ``capacity`` positions
+    once, writes each update in place and returns views of the filled
+    part, so a step writes one position. It grows (one copy) when an
+    update would not fit. For decoding only: writing into the buffer does
+    not keep the autograd graph of the keys/values.
+
+    Arguments
+    ---------
+    capacity : int
+        Positions to reserve (audio + prompt + new tokens).
+
+    Example
+    -------
+    >>> layer = ReservedCacheLayer(capacity=5)
+    >>> k, v = layer.update(torch.ones(2, 1, 3, 4), torch.zeros(2, 1, 3, 4))
+    >>> k.shape, layer.capacity
+    (torch.Size([2, 1, 3, 4]), 5)
+    >>> k, v = layer.update(2 * torch.ones(2, 1, 1, 4), torch.ones(2, 1, 1, 4))
+    >>> k[0, 0, :, 0].tolist(), layer.get_seq_length()
+    ([1.0, 1.0, 1.0, 2.0], 4)
+    >>> layer.select_rows(torch.tensor([1, 1, 0]))  # 3 rows from 2
+    >>> layer.keys.shape
+    torch.Size([3, 1, 4, 4])
+    >>> layer.batch_repeat_interleave(2)  # 6 rows, then one more position
+    >>> layer.update(torch.ones(6, 1, 1, 4), torch.ones(6, 1, 1, 4))[0].shape
+    torch.Size([6, 1, 5, 4])
+    """
+
+    def __init__(self, capacity):
+        super().__init__()
+        self.capacity = int(capacity)
+        self._key_buffer = self._value_buffer = None
+        self.length = 0
+
+    def lazy_initialization(self, key_states, value_states):
+        """Allocates the buffers on the first update."""
+        self.device = key_states.device
+        self.length = 0
+        self._key_buffer = self._value_buffer = None
+        self._allocate(
+            key_states.shape[0],
+            max(self.capacity, key_states.shape[-2]),
+            key_states,
+            value_states,
+        )
+        self.is_initialized = True
+
+    def _allocate(self, rows, capacity, key_like, value_like, select=None):
+        """New buffers of ``rows`` rows and ``capacity`` positions holding
+        the filled part of the old ones (their rows ``select``, if given)."""
+        keys = key_like.new_empty(
+            (rows, *key_like.shape[1:-2], capacity, key_like.shape[-1])
+        )
+        values = value_like.new_empty(
+            (rows, *value_like.shape[1:-2], capacity, value_like.shape[-1])
+        )
+        if self._key_buffer is not None and self.length:
+            old_k = self._key_buffer[..., : self.length, :]
+            old_v = self._value_buffer[..., : self.length, :]
+            if select is not None:
+                old_k, old_v = old_k[select], old_v[select]
+            keys[..., : self.length, :] = old_k
+            values[..., : self.length, :] = old_v
+        self._key_buffer, self._value_buffer = keys, values
+        self.capacity = capacity
+        self._set_views()
+
+    def _set_views(self):
+        self.keys = self._key_buffer[..., : self.length, :]
+        self.values = self._value_buffer[..., : self.length, :]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        """Writes ``(batch, heads, n, head_dim)`` keys/values after the
+        cached ones; returns all of them (views of the buffers)."""
+        del args, kwargs
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:
+            self._allocate(
+                self._key_buffer.shape[0],
+                end + max(self.capacity - self.length, 16),
+                self._key_buffer,
+                self._value_buffer,
+            )
+        self._key_buffer[..., self.length : end, :] = key_states
+        self._value_buffer[..., self.length : end, :] = value_states
+        self.length = end
+        self._set_views()
+        return self.keys, self.values
+
+    def get_seq_length(self):
+        """Number of cached positions."""
+        return self.length if self.is_initialized else 0
+
+    def select_rows(self, rows, start=None):
+        """Row ``i`` becomes the old row ``rows[i]`` (beam search).
+
+        Arguments
+        ---------
+        rows : torch.LongTensor
+            ``(new_rows,)`` indices of the current rows.
+        start : int, optional
+            When given (same number of rows), only positions from
+            ``start`` on are rearranged: the caller guarantees that the
+            rows mapped onto each other hold the same earlier positions
+            (beams of one sample share their audio and prompt).
+        """
+        if not self.is_initialized:
+            return
+        rows = rows.to(self._key_buffer.device)
+        same_rows = rows.shape[0] == self._key_buffer.shape[0]
+        if start is None or not same_rows:
+            self._allocate(
+                rows.shape[0],
+                self.capacity,
+                self._key_buffer,
+                self._value_buffer,
+                select=rows,
+            )
+            return
+        if start < self.length:
+            for buffer in (self._key_buffer, self._value_buffer):
+                part = buffer[..., start : self.length, :]
+                part.copy_(part[rows])
+
+    def reorder_cache(self, beam_idx):
+        """HF's beam reordering: every position of the rows."""
+        self.select_rows(beam_idx)
+
+    def batch_repeat_interleave(self, repeats):
+        """Repeats each row ``repeats`` times (HF's beam expansion)."""
+        if self.is_initialized:
+            rows = torch.arange(self._key_buffer.shape[0])
+            self.select_rows(rows.repeat_interleave(repeats))
+
+    def batch_select_indices(self, indices):
+        """Keeps the rows ``indices``."""
+        if self.is_initialized:
+            self.select_rows(torch.as_tensor(indices).reshape(-1))
+
+    def reset(self):
+        """Drops the buffers."""
+        self._key_buffer = self._value_buffer = None
+        self.keys = self.values = None
+        self.length = 0
+        self.is_initialized = False
+
+    def crop(self, tokens_to_remove):
+        """Forgets the last ``-tokens_to_remove`` positions."""
+        if tokens_to_remove > 0:
+            raise ValueError("crop takes a negative number of positions")
+        if self.is_initialized:
+            self.length = max(self.length + tokens_to_remove, 0)
+            self._set_views()
+
+
 class AttentionOnlyInjector(torch.nn.Module):
     """LAL: audio tokens as extra keys/values of chosen frozen-LLM layers.
 
     Only the per-layer audio maps (``shared``) or K/V projections (``new``)
-    are parameters of this module; the LLM is kept outside the module tree
-    (it is neither trained nor saved with this module's ``state_dict``).
+    are parameters of this module; with ``llm_finetune="none"`` the LLM is
+    kept outside the module tree (it is neither trained nor saved with this
+    module's ``state_dict``), with ``"lora"`` it is the submodule ``llm``.
 
     Arguments
     ---------
@@ -312,8 +491,21 @@ class AttentionOnlyInjector(torch.nn.Module):
     audio_rope : str
         ``"none"`` (audio keys unrotated, text positions from 0) or
         ``"prefix"`` (audio keys at positions ``0..Na-1``, text after).
-    freeze_llm : bool
-        Set ``requires_grad=False`` on every LLM parameter.
+    first_layer : int
+        Inject only into the layers of ``lal_layers`` from this index on
+        (``0``: all of them), as the later version of the paper does.
+    llm_finetune : str
+        ``"none"``: every LLM parameter is frozen and the LLM stays outside
+        this module. ``"lora"``: the LLM trains through its own trainable
+        parameters (LoRA adapters injected by
+        ``audiollm_lobes.lora.LoRAAdapter``, before or after this module
+        is built; this module leaves ``requires_grad`` as it finds it) and
+        is registered as the submodule ``llm``, so that this module's
+        ``forward``, which computes the whole loss, covers them: DDP then
+        averages their gradients with the maps', ``TrainableState`` saves
+        them (under ``injector.llm.``), and they are counted once. The
+        audio keys/values go through the layer's (adapted) ``k_proj`` /
+        ``v_proj`` like the text ones (``kv_projection="shared"``).
 
     Example
     -------
@@ -333,6 +525,8 @@ class AttentionOnlyInjector(torch.nn.Module):
     torch.Size([2, 3])
     >>> [name for name, _ in lal.named_parameters()]
     ['maps.1.weight', 'maps.1.bias']
+    >>> AttentionOnlyInjector(llm, 16, first_layer=1).lal_layers
+    [1]
     """
 
     def __init__(
@@ -342,7 +536,8 @@ class AttentionOnlyInjector(torch.nn.Module):
         lal_layers="all",
         kv_projection="shared",
         audio_rope="none",
-        freeze_llm=True,
+        first_layer=0,
+        llm_finetune="none",
     ):
         super().__init__()
         if not isinstance(llm, CausalLM):
@@ -350,8 +545,20 @@ class AttentionOnlyInjector(torch.nn.Module):
                 "llm must be a CausalLM (wrap a transformers PreTrainedModel "
                 f"with CausalLM.from_model); got {type(llm).__name__}"
             )
-        # Not a submodule: the frozen LLM must not be saved or trained here.
-        self.__dict__["llm"] = llm
+        if llm_finetune not in LLM_FINETUNE:
+            raise ValueError(
+                f"llm_finetune must be one of {LLM_FINETUNE}; got "
+                f"{llm_finetune!r}"
+            )
+        self.llm_finetune = llm_finetune
+        if llm_finetune == "none":
+            # Not a submodule: the frozen LLM is neither saved nor trained
+            # here.
+            self.__dict__["llm"] = llm
+        else:
+            # A submodule: its trainable (LoRA) weights train, are averaged
+            # under DDP and are saved with this module's.
+            self.add_module("llm", llm)
         hf = llm.model
         config = hf.config
         decoder = self._decoder()
@@ -385,12 +592,28 @@ class AttentionOnlyInjector(torch.nn.Module):
             raise ValueError(
                 f"audio_dim must be a positive int; got {audio_dim!r}"
             )
-        self.lal_layers = self._parse_layers(lal_layers, num_layers)
+        if (
+            not isinstance(first_layer, int)
+            or isinstance(first_layer, bool)
+            or not 0 <= first_layer < max(num_layers, 1)
+        ):
+            raise ValueError(
+                f"first_layer must be a layer index in 0..{num_layers - 1}; "
+                f"got {first_layer!r}"
+            )
+        chosen = self._parse_layers(lal_layers, num_layers)
+        self.lal_layers = [i for i in chosen if i >= first_layer]
+        if chosen and not self.lal_layers:
+            raise ValueError(
+                f"lal_layers {chosen} has no layer from first_layer="
+                f"{first_layer} on (lal_layers: [] for the text-only LLM)"
+            )
+        self.first_layer = first_layer
         self.num_layers = num_layers
         self.audio_dim = audio_dim
         self.kv_projection = kv_projection
         self.audio_rope = audio_rope
-        if freeze_llm:
+        if llm_finetune == "none":
             hf.requires_grad_(False)
 
         weight = hf.get_input_embeddings().weight
@@ -575,13 +798,17 @@ class AttentionOnlyInjector(torch.nn.Module):
             rows = self._kv_rows[layer_idx]
             if rows is None:
                 keys, values = attn.k_proj(hidden), attn.v_proj(hidden)
-            else:  # fused qkv_proj: only its key and value rows
+            elif type(attn.qkv_proj) is torch.nn.Linear:
+                # plain fused qkv_proj: only its key and value rows
                 keys, values = (
                     torch.nn.functional.linear(
                         hidden, *_frozen_kv_params(attn, rows, which)
                     )
                     for which in (0, 1)
                 )
+            else:  # adapted (e.g. LoRA) qkv_proj: its key and value outputs
+                fused = attn.qkv_proj(hidden)
+                keys, values = fused[..., rows[0]], fused[..., rows[1]]
         else:
             k_lin, v_lin = self.k_maps[key], self.v_maps[key]
             x = x.to(k_lin.weight.dtype)
@@ -603,7 +830,7 @@ class AttentionOnlyInjector(torch.nn.Module):
         return keys, values
 
     # -------------------------------------------------------- public API
-    def build_cache(self, audio, audio_mask=None):
+    def build_cache(self, audio, audio_mask=None, room=None):
         """Writes the audio keys/values of every LAL layer into a new cache.
 
         Runs with gradients when they are enabled (training), so the cache
@@ -615,6 +842,11 @@ class AttentionOnlyInjector(torch.nn.Module):
             ``(batch, n_audio, audio_dim)`` audio tokens.
         audio_mask : torch.Tensor, optional
             ``(batch, n_audio)`` boolean, True at real tokens (default: all).
+        room : int, optional
+            For decoding (no gradients): the number of text positions
+            (prompt and new tokens) the cache will receive; each layer then
+            reserves them up front (``ReservedCacheLayer``) instead of
+            concatenating its whole cache at every step.
 
         Returns
         -------
@@ -637,7 +869,17 @@ class AttentionOnlyInjector(torch.nn.Module):
         ([0, 4], torch.Size([2, 4]))
         """
         audio, audio_mask = self._check_audio(audio, audio_mask)
-        cache = transformers.DynamicCache(config=self.hf_model.config)
+        if room is None:
+            cache = transformers.DynamicCache(config=self.hf_model.config)
+        else:
+            n_audio = 0 if audio is None else audio.shape[1]
+            lal = set(self.lal_layers)
+            cache = transformers.Cache(
+                layers=[
+                    ReservedCacheLayer(room + (n_audio if i in lal else 0))
+                    for i in range(self.num_layers)
+                ]
+            )
         if audio is None:
             return cache, None
         audio = _zero_padding(audio, audio_mask)
@@ -892,13 +1134,27 @@ class AttentionOnlyInjector(torch.nn.Module):
         max_new_tokens=64,
         eos_ids=None,
         pad_id=None,
+        num_beams=1,
+        length_penalty=1.0,
     ):
-        """Greedy decoding continuing from the audio KV cache.
+        """Greedy or beam decoding continuing from the audio KV cache.
 
         The right-padded prompts stay where they are in the cache; each new
         token is appended after the longest prompt, its position continues
         the sample's own positions and the prompt padding is masked, so a
-        sample decodes the same alone or in a batch.
+        sample decodes the same alone or in a batch. The cache reserves
+        room for every new token up front (``ReservedCacheLayer``) and the
+        per-layer masks are views of one preallocated key mask, so a step
+        costs the model's one-token forward and nothing per cached
+        position besides attention.
+
+        With ``num_beams > 1``, beam search (``beam_search``: the rules of
+        ``CausalLM.generate(num_beams=...)``, i.e. HF transformers' beam
+        search with ``length_penalty`` and ``early_stopping=False``). The
+        prompt is encoded once per sample; the cache is then expanded to
+        the beams, and reordering the beams rewrites only their generated
+        positions (the audio and prompt are the same for all the beams of
+        a sample).
 
         Arguments
         ---------
@@ -916,6 +1172,11 @@ class AttentionOnlyInjector(torch.nn.Module):
             Tokens that end a sample (default: the LLM's ``eos_ids``).
         pad_id : int, optional
             Written after EOS (default: the LLM's ``pad_id``).
+        num_beams : int
+            1: greedy; more: beam search.
+        length_penalty : float
+            Beam search: a finished hypothesis scores its summed
+            log-probabilities over ``length ** length_penalty``.
 
         Returns
         -------
@@ -943,48 +1204,347 @@ class AttentionOnlyInjector(torch.nn.Module):
         ... )
         >>> torch.equal(alone[0], out[1, : alone.shape[1]])  # padding: no-op
         True
+        >>> beams = lal.generate(audio, audio_mask, text, text_mask, 4,
+        ...                      num_beams=3)
+        >>> beams.shape[0], beams.shape[1] <= 4
+        (2, True)
         """
         eos_ids = self.llm.eos_ids if eos_ids is None else eos_ids
         eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids)
         pad_id = self.llm.pad_id if pad_id is None else int(pad_id)
-        text_mask = self._check_text(text_embeds, text_mask)
-        audio, audio_mask = self._check_audio(audio, audio_mask)
         if max_new_tokens < 1:
             raise ValueError(
                 f"max_new_tokens must be >= 1; got {max_new_tokens}"
             )
-        batch = text_embeds.shape[0]
+        if int(num_beams) != num_beams or num_beams < 1:
+            raise ValueError(f"num_beams must be an int >= 1; got {num_beams}")
+        with self._lal_attention():
+            decoding = LALDecoding(
+                self, audio, audio_mask, text_embeds, text_mask, max_new_tokens
+            )
+            if num_beams == 1:
+                return decode_loop(
+                    lambda token: (
+                        decoding.first_logits
+                        if token is None
+                        else decoding.step(token)
+                    ),
+                    max_new_tokens,
+                    eos_ids,
+                    pad_id,
+                )
+
+            def advance(rows, tokens):
+                decoding.select_rows(rows)
+                return decoding.step(tokens)
+
+            return beam_search(
+                decoding.first_logits,
+                advance,
+                int(num_beams),
+                max_new_tokens,
+                eos_ids,
+                pad_id,
+                length_penalty=length_penalty,
+            )
+
+
+class LALDecoding:
+    """A LAL decoding state: the prompts encoded over the audio cache, then
+    one token per row and step (no gradients).
+
+    Positions of the cache: ``[audio][prompt (right-padded)][new tokens]``
+    in the layers of ``lal_layers``, ``[prompt][new tokens]`` in the
+    others. One boolean key mask ``(rows, n_audio + len + max_new_tokens)``
+    (valid audio, the prompt mask, then True) is written once; a step's
+    per-layer masks are views of it, so no mask is built per step.
+
+    Arguments
+    ---------
+    lal : AttentionOnlyInjector
+        The injector (its LLM decodes).
+    audio : torch.Tensor or None
+        ``(batch, n_audio, audio_dim)``.
+    audio_mask : torch.Tensor or None
+        ``(batch, n_audio)``.
+    text_embeds : torch.Tensor
+        ``(batch, len, hidden)`` right-padded prompts.
+    text_mask : torch.Tensor
+        ``(batch, len)``.
+    max_new_tokens : int
+        Room reserved for new tokens.
+
+    Attributes
+    ----------
+    first_logits : torch.Tensor
+        ``(batch, vocab)`` logits of the first new token.
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0)
+    >>> config = transformers.LlamaConfig(
+    ...     vocab_size=20, hidden_size=16, intermediate_size=32,
+    ...     num_hidden_layers=2, num_attention_heads=2,
+    ... )
+    >>> llm = CausalLM.from_model(transformers.LlamaForCausalLM(config))
+    >>> lal = AttentionOnlyInjector(llm, audio_dim=16, lal_layers=[1])
+    >>> text = llm.embed(torch.tensor([[1, 5, 6], [1, 7, 0]]))
+    >>> text_mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
+    >>> audio = torch.randn(2, 4, 16)
+    >>> state = LALDecoding(lal, audio, None, text, text_mask, 3)
+    >>> state.first_logits.shape
+    torch.Size([2, 20])
+    >>> state.step(state.first_logits.argmax(-1)).shape
+    torch.Size([2, 20])
+    >>> [state.cache.get_seq_length(i) for i in range(2)]  # 3 + 1 and 4 + 4
+    [4, 8]
+    """
+
+    def __init__(
+        self, lal, audio, audio_mask, text_embeds, text_mask, max_new_tokens
+    ):
+        self.lal = lal
+        text_mask = lal._check_text(text_embeds, text_mask)
+        audio, audio_mask = lal._check_audio(audio, audio_mask)
+        if audio is not None and audio.shape[0] != text_embeds.shape[0]:
+            raise ValueError(
+                f"audio batch {audio.shape[0]} != text batch "
+                f"{text_embeds.shape[0]}"
+            )
+        batch, length = text_mask.shape
         device = text_embeds.device
-        cache, audio_mask = self.build_cache(audio, audio_mask)
-        positions = self.text_positions(text_mask, audio_mask)
-        masks = self._layer_masks(
+        self.cache, audio_mask = lal.build_cache(
+            audio, audio_mask, room=length + max_new_tokens
+        )
+        self.n_audio = 0 if audio_mask is None else audio_mask.shape[1]
+        self.prompt_length = length
+        self.new_tokens = 0
+        self.key_mask = torch.ones(
+            batch,
+            self.n_audio + length + max_new_tokens,
+            dtype=torch.bool,
+            device=device,
+        )
+        if audio_mask is not None:
+            self.key_mask[:, : self.n_audio] = audio_mask
+        self.key_mask[:, self.n_audio : self.n_audio + length] = text_mask
+        lal_set = set(lal.lal_layers) if audio_mask is not None else set()
+        self.with_audio = [i in lal_set for i in range(lal.num_layers)]
+        positions = lal.text_positions(text_mask, audio_mask)
+        masks = lal._layer_masks(
             audio_mask, text_mask, text_attention_mask(text_mask)
         )
-        hidden = self._run(
-            text_embeds.to(self.llm_dtype), masks, positions, cache
+        hidden = lal._run(
+            text_embeds.to(lal.llm_dtype), masks, positions, self.cache
         )
-        lengths = text_mask.long().sum(1)
-        last = hidden[torch.arange(batch, device=device), lengths - 1]
-        next_pos = positions[torch.arange(batch, device=device), lengths - 1]
-        key_mask = text_mask
+        rows = torch.arange(batch, device=device)
+        last = text_mask.long().sum(1) - 1
+        self.positions = positions[rows, last]
+        self.first_logits = lal.llm.head(hidden[rows, last])
 
-        def next_logits(token):
-            """Logits after the prompt, then after each chosen token."""
-            nonlocal last, next_pos, key_mask
-            if token is not None:
-                key_mask = torch.cat(
-                    [key_mask, torch.ones_like(key_mask[:, :1])], dim=1
-                )
-                next_pos = next_pos + 1
-                masks = self._layer_masks(
-                    audio_mask, key_mask, key_mask[:, None, None, :]
-                )
-                last = self._run(
-                    self.llm.embed(token[:, None]),
-                    masks,
-                    next_pos[:, None],
-                    cache,
-                )[:, -1]
-            return self.llm.head(last)
+    def step(self, tokens):
+        """Feeds one token per row; returns the next logits.
 
-        return decode_loop(next_logits, max_new_tokens, eos_ids, pad_id)
+        Arguments
+        ---------
+        tokens : torch.LongTensor
+            ``(rows,)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(rows, vocab)``.
+        """
+        self.new_tokens += 1
+        self.positions = self.positions + 1
+        end = self.n_audio + self.prompt_length + self.new_tokens
+        full = self.key_mask[:, None, None, :end]
+        text_only = self.key_mask[:, None, None, self.n_audio : end]
+        masks = [full if audio else text_only for audio in self.with_audio]
+        hidden = self.lal._run(
+            self.lal.llm.embed(tokens[:, None]),
+            masks,
+            self.positions[:, None],
+            self.cache,
+        )
+        return self.lal.llm.head(hidden[:, -1])
+
+    def select_rows(self, rows):
+        """Row ``i`` of the state becomes the old row ``rows[i]``.
+
+        A change of the number of rows (the expansion of each sample into
+        its beams) copies the whole cache; a rearrangement of as many rows
+        copies only the new tokens' positions, since beam search maps the
+        beams of a sample onto each other and they share the audio and
+        the prompt.
+
+        Arguments
+        ---------
+        rows : torch.LongTensor
+            ``(new_rows,)``.
+        """
+        rows = rows.to(self.key_mask.device)
+        self.key_mask = self.key_mask[rows]
+        self.positions = self.positions[rows]
+        for idx, layer in enumerate(self.cache.layers):
+            start = self.prompt_length
+            if self.with_audio[idx]:
+                start += self.n_audio
+            layer.select_rows(rows, start)
+
+
+def beam_search(
+    first_logits,
+    advance,
+    num_beams,
+    max_new_tokens,
+    eos_ids,
+    pad_id,
+    length_penalty=1.0,
+):
+    """Beam search over a decoder that can rearrange its rows.
+
+    The rules are those of HF transformers' beam search (what
+    ``CausalLM.generate(num_beams=...)`` runs, with ``early_stopping=False``):
+    per sample, ``num_beams`` running hypotheses scored by their summed
+    float32 log-probabilities; at each step the best
+    ``max(2, 1 + len(eos_ids)) * num_beams`` continuations are taken; a
+    continuation that ends (an EOS, or ``max_new_tokens`` reached) among the
+    first ``num_beams`` of them joins the finished hypotheses with the score
+    ``sum / length ** length_penalty`` (the ``num_beams`` best are kept),
+    the best ``num_beams`` that do not end keep running; a sample stops
+    accepting hypotheses once it has ``num_beams`` finished ones and its
+    best running score over the current length does not beat the worst of
+    them; decoding stops when no sample accepts any more, or at
+    ``max_new_tokens``. The best finished hypothesis of each sample is
+    returned.
+
+    Arguments
+    ---------
+    first_logits : torch.Tensor
+        ``(batch, vocab)`` logits of the first new token.
+    advance : callable
+        ``advance(rows, tokens) -> (batch * num_beams, vocab)``: the
+        decoder first makes its row ``i`` a copy of its row ``rows[i]``
+        (the first call turns ``batch`` rows into ``batch * num_beams``,
+        sample-major; later calls only move beams within a sample), then
+        feeds ``tokens[i]`` to row ``i`` and returns the next logits.
+    num_beams : int
+        Beams per sample (>= 1).
+    max_new_tokens : int
+        Maximum number of tokens.
+    eos_ids : list of int
+        Tokens that end a hypothesis (may be empty).
+    pad_id : int
+        Written after a hypothesis's end.
+    length_penalty : float
+        Exponent of the length normalisation.
+
+    Returns
+    -------
+    torch.LongTensor
+        ``(batch, n_new)`` best hypothesis per sample (EOS kept, then
+        ``pad_id``); ``n_new`` is the longest of them.
+
+    Example
+    -------
+    Token 1 is likelier first, but token 2 leads to a likelier sentence:
+
+    >>> table = torch.log(torch.tensor([
+    ...     [0.1, 0.5, 0.4],  # first token
+    ...     [0.4, 0.3, 0.3],  # after 1: EOS (0) at best 0.4
+    ...     [0.9, 0.05, 0.05],  # after 2: EOS at 0.9
+    ... ]))
+    >>> def advance(rows, tokens):
+    ...     return table[tokens.clamp(max=2)]
+    >>> beam_search(table[:1], advance, 2, 3, eos_ids=[0], pad_id=0)
+    tensor([[2, 0]])
+    >>> greedy = table[:1].argmax(-1)
+    >>> greedy.item(), advance(None, greedy).argmax(-1).item()
+    (1, 0)
+    """
+    if num_beams < 1 or max_new_tokens < 1:
+        raise ValueError(
+            f"num_beams and max_new_tokens must be >= 1; got {num_beams} "
+            f"and {max_new_tokens}"
+        )
+    batch, vocab = first_logits.shape
+    device = first_logits.device
+    beams = num_beams
+    keep = max(2, 1 + len(eos_ids)) * beams
+    eos = torch.as_tensor(list(eos_ids), dtype=torch.long, device=device)
+    neg = -1.0e9
+    can_finish = torch.arange(keep, device=device) < beams
+    sample_rows = torch.arange(batch, device=device)[:, None] * beams
+    # running hypotheses: only beam 0 is live at first (the others would
+    # repeat it)
+    run_scores = torch.zeros(batch, beams, device=device)
+    run_scores[:, 1:] = neg
+    run_tokens = torch.zeros(batch, beams, 0, dtype=torch.long, device=device)
+    done_tokens = torch.full(
+        (batch, beams, max_new_tokens), pad_id, dtype=torch.long, device=device
+    )
+    done_scores = torch.full((batch, beams), neg, device=device)
+    done_lengths = torch.zeros(batch, beams, dtype=torch.long, device=device)
+    is_done = torch.zeros(batch, beams, dtype=torch.bool, device=device)
+    accepting = torch.ones(batch, dtype=torch.bool, device=device)
+    log_probs = torch.log_softmax(first_logits.float(), dim=-1)
+    log_probs = log_probs[:, None, :].expand(batch, beams, vocab)
+    for step in range(max_new_tokens):
+        length = step + 1
+        total = (log_probs + run_scores[..., None]).reshape(batch, -1)
+        top, index = total.topk(keep, dim=1)
+        source, token = index // vocab, index % vocab
+        hyps = torch.cat(
+            [
+                run_tokens.gather(
+                    1, source[..., None].expand(-1, -1, run_tokens.shape[2])
+                ),
+                token[..., None],
+            ],
+            dim=2,
+        )
+        ends = torch.isin(token, eos) | (length >= max_new_tokens)
+        # finished hypotheses: merge the new ones, keep the best
+        new_done = ends & can_finish & accepting[:, None]
+        new_scores = (top / length**length_penalty).masked_fill(~new_done, neg)
+        padded = torch.full(
+            (batch, keep, max_new_tokens),
+            pad_id,
+            dtype=torch.long,
+            device=device,
+        )
+        padded[..., :length] = hyps
+        merged = torch.cat([done_scores, new_scores], dim=1)
+        best = merged.topk(beams, dim=1).indices
+        done_scores = merged.gather(1, best)
+        done_tokens = torch.cat([done_tokens, padded], 1).gather(
+            1, best[..., None].expand(-1, -1, max_new_tokens)
+        )
+        lengths = torch.full_like(token, length)
+        done_lengths = torch.cat([done_lengths, lengths], 1).gather(1, best)
+        is_done = torch.cat([is_done, new_done], 1).gather(1, best)
+        # running hypotheses: the best that did not end
+        alive = top.masked_fill(ends, neg)
+        chosen = alive.topk(beams, dim=1).indices
+        run_scores = alive.gather(1, chosen)
+        run_tokens = hyps.gather(
+            1, chosen[..., None].expand(-1, -1, hyps.shape[2])
+        )
+        # can a running hypothesis still beat the worst finished one?
+        worst = done_scores.min(1, keepdim=True).values.expand(-1, beams)
+        worst = worst.masked_fill(~is_done, neg)
+        best_run = run_scores[:, :1] / (length**length_penalty)
+        accepting = accepting & (best_run > worst).any(1)
+        if bool(ends.all()) or not bool(accepting.any()):
+            break
+        rows = source.gather(1, chosen)
+        rows = sample_rows // beams if step == 0 else rows + sample_rows
+        logits = advance(
+            rows.expand(batch, beams).reshape(-1),
+            run_tokens[..., -1].reshape(-1),
+        )
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        log_probs = log_probs.view(batch, beams, vocab)
+    width = int(done_lengths[:, 0].max())
+    return done_tokens[:, 0, :width]

@@ -39,7 +39,8 @@ def check_routes(routes, connectors, stream_names, has_injector, num_beams):
     has_injector : bool
         Whether an ``injector`` module is given.
     num_beams : int
-        Beam size for decoding (LAL decodes greedily only).
+        Beam size for decoding (>= 1; LAL and PLITS both decode with
+        beams, see ``AttentionOnlyInjector.generate``).
 
     Returns
     -------
@@ -52,7 +53,7 @@ def check_routes(routes, connectors, stream_names, has_injector, num_beams):
     >>> check_routes({"fused": "plits"}, {"fused": None}, None, False, 1)
     False
     >>> check_routes({"a": "lal", "b": "plits"}, {"a": 0, "b": 0},
-    ...              ["a", "b"], True, 1)
+    ...              ["a", "b"], True, 4)  # LAL decodes with beams too
     True
     >>> check_routes({"a": "lal"}, {"a": 0}, ["a"], False, 1)
     Traceback (most recent call last):
@@ -101,10 +102,10 @@ def check_routes(routes, connectors, stream_names, has_injector, num_beams):
             "parameters would never train); remove it or route a stream "
             "to 'lal'"
         )
-    if to_lal and int(num_beams) != 1:
-        raise ValueError(
-            f"num_beams={num_beams}: LAL decoding is greedy; set num_beams: 1"
-        )
+    if not isinstance(num_beams, int) or isinstance(num_beams, bool):
+        raise ValueError(f"num_beams must be an int >= 1; got {num_beams!r}")
+    if num_beams < 1:
+        raise ValueError(f"num_beams must be an int >= 1; got {num_beams!r}")
     return per_stream
 
 

@@ -192,7 +192,8 @@ class PALBrain(AudioLLMBrain):
         )
 
     def llm_generate(self, seq, batch, stage):
-        """Greedy decoding continuing from the LAL KV cache (if any).
+        """Decoding continuing from the LAL KV cache (if any): greedy, or
+        beam search with ``num_beams`` > 1.
 
         Arguments
         ---------
@@ -217,6 +218,7 @@ class PALBrain(AudioLLMBrain):
             seq.embeds,
             seq.mask,
             max_new_tokens=self._hp("max_new_tokens", 48),
+            num_beams=self._hp("num_beams", 1),
         )
 
     # ------------------------------------------------------- efficiency
@@ -301,6 +303,46 @@ def connector_module_keys(connectors, modules):
     return keys
 
 
+def trainable_parts(modules):
+    """Trainable parameter counts per module, LoRA weights apart.
+
+    LoRA weights (``lora_`` in their name) count as ``llm_lora`` whichever
+    module holds the LLM (``llm`` under PLITS, ``injector`` under LAL/PAL
+    with ``llm_finetune: lora``); a parameter reached from several modules
+    counts once, so the parts add up to ``count_parameters(modules)``.
+
+    Arguments
+    ---------
+    modules : dict or torch.nn.ModuleDict
+        The Brain's modules.
+
+    Returns
+    -------
+    dict
+        ``{part: count}`` of the parts with trainable parameters.
+
+    Example
+    -------
+    >>> import torch
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> llm = torch.nn.Module()
+    >>> llm.lora_A = torch.nn.Linear(2, 1, bias=False)
+    >>> holder = torch.nn.Module()
+    >>> holder.map, holder.llm = torch.nn.Linear(2, 1), llm
+    >>> trainable_parts({"connector": lin, "injector": holder, "llm": llm})
+    {'connector': 6, 'injector': 3, 'llm_lora': 2}
+    """
+    seen, parts = set(), {}
+    for name, module in modules.items():
+        for param_name, param in module.named_parameters():
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            part = "llm_lora" if "lora_" in param_name else name
+            parts[part] = parts.get(part, 0) + param.numel()
+    return parts
+
+
 def efficiency_lines(efficiency):
     """Markdown lines reporting a run's measured step time and memory.
 
@@ -351,8 +393,9 @@ def main(argv):
         checkpointer=hparams["checkpointer"],
     )
     n_trainable = count_parameters(brain.modules)
+    parts = trainable_parts(brain.modules)
     logger.info("routes: %s", brain.routes)
-    logger.info("trainable parameters: %d", n_trainable)
+    logger.info("trainable parameters: %d %s", n_trainable, parts)
     hparams["baselines"] = recipe_baselines(hparams, datasets)
     brain.fit(
         brain.hparams.epoch_counter,
@@ -373,12 +416,21 @@ def main(argv):
         "test": brain.test_summary,
         "baselines": hparams["baselines"],
         "trainable_parameters": n_trainable,
+        "trainable_parameters_by_part": parts,
+        "llm_finetune": hparams.get("llm_finetune", "none"),
         "routes": brain.routes,
         "efficiency": efficiency,
     }
     routes = ", ".join(f"{k} -> {v}" for k, v in brain.routes.items())
     lines = summary_head(brain.test_summary, hparams["baselines"], n_trainable)
-    lines += ["", f"routes: {routes}"] + efficiency_lines(efficiency)
+    by_part = ", ".join(f"{k} {v:,}" for k, v in parts.items())
+    lines += [
+        "",
+        f"trainable parameters by part: {by_part} (LLM fine-tuning: "
+        f"{summary['llm_finetune']})",
+        "",
+        f"routes: {routes}",
+    ] + efficiency_lines(efficiency)
     run_on_main(write_summary, args=[hparams["output_folder"], summary, lines])
 
 

@@ -2,11 +2,14 @@
 """Merges the ``summary.json`` of several Wav2Prompt runs into one table.
 
 Each run gives a column (its ``system`` name, or ``--labels``); the
-cascade of the first run (``--cascade first``, default), of every run
-(``all``) or of none is added, and so are the majority baselines and, for
-few-shot runs, the zero-shot scores measured before tuning
-(``--before``). Example, after the asr, asr_no_mse, encoder_llm and
-few-shot runs::
+cascades of the first run (``--cascade first``, default: columns
+"cascade (front end ASR)" and, when the run had a ``cascade_asr``,
+"cascade (CTC ASR)"), of every run (``all``: "cascade (front end ASR,
+<run>)", ...) or of none are added, and so are the majority baselines
+and, for few-shot runs, the zero-shot scores measured before tuning
+(``--before``). A ``ctc_asr.yaml`` run is a column too (its ASR row).
+Example, after the ctc_asr, asr (with ``--cascade_asr``), asr_no_mse,
+encoder_llm and few-shot runs::
 
     python recipes/Wav2Prompt/compare.py results/Wav2Prompt/asr/1234 \\
         results/Wav2Prompt/encoder_llm/1234 \\
@@ -24,6 +27,13 @@ import sys
 from audiollm_lobes import compare
 from audiollm_lobes.atomic import write_text
 from audiollm_lobes.reporting import results_table
+
+#: The cascades of a run: summary key and column label (as in the run's
+#: results.md, ``train.py``).
+CASCADES = (
+    ("cascade", "cascade (front end ASR)"),
+    ("cascade_ctc", "cascade (CTC ASR)"),
+)
 
 
 def load_summary(path):
@@ -78,10 +88,15 @@ def build_columns(summaries, labels=None, cascade="first", before=True):
     Example
     -------
     >>> runs = [{"system": "w2p", "test": {"slu": {"exact_match": 1.0}},
-    ...          "cascade": {"slu": {"exact_match": 2.0}}},
+    ...          "cascade": {"slu": {"exact_match": 2.0}},
+    ...          "cascade_ctc": {"slu": {"exact_match": 3.0}}},
     ...         {"system": "enc", "test": {}, "cascade": {}}]
     >>> [label for label, _ in build_columns(runs)]
-    ['w2p', 'cascade (w2p)', 'enc']
+    ['w2p', 'cascade (front end ASR)', 'cascade (CTC ASR)', 'enc']
+    >>> [label for label, _ in build_columns(runs, cascade="all")]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['w2p', 'cascade (front end ASR, w2p)', 'cascade (CTC ASR, w2p)', 'enc',
+     'cascade (front end ASR, enc)']
     """
     if cascade not in ("first", "all", "none"):
         raise ValueError(
@@ -98,8 +113,11 @@ def build_columns(summaries, labels=None, cascade="first", before=True):
             columns.append((f"{label} (before)", summary["before_tuning"]))
         columns.append((label, summary["test"]))
         show = cascade == "all" or (cascade == "first" and i == 0)
-        if show and summary.get("cascade") is not None:
-            columns.append((f"cascade ({label})", summary["cascade"]))
+        for key, name in CASCADES if show else ():
+            if summary.get(key) is not None:
+                if cascade == "all":
+                    name = f"{name[:-1]}, {label})"
+                columns.append((name, summary[key]))
     return columns
 
 

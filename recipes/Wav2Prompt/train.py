@@ -8,13 +8,18 @@ LLM's token embeddings of the transcript, LLM cross-entropy through an ASR
 template, and the CIF quantity loss. At test time the prompts replace the
 text in the LLM's own text-task templates: zero-shot En->Fr translation,
 SLU, spoken QA and spoken-query QA, next to an ASR -> LLM cascade built
-from the same model. ``few_shot.yaml`` tunes the front end end-to-end on
-N examples per task (LLM frozen); ``encoder_llm.yaml`` is the window
-Q-Former baseline; ``asr_no_mse.yaml`` the ablation without the MSE.
+from the same model, and (``cascade_asr``) next to a second cascade whose
+ASR is independent of the front end: a CTC head on the same frozen
+encoder, trained by ``ctc_asr.yaml`` on the same ASR data and budget.
+``few_shot.yaml`` tunes the front end end-to-end on N examples per task
+(LLM frozen); ``encoder_llm.yaml`` is the window Q-Former baseline;
+``asr_no_mse.yaml`` the ablation without the MSE.
 
 To run (from the repo root; the toy world is built on first use)::
 
-    python recipes/Wav2Prompt/train.py hparams/asr.yaml
+    python recipes/Wav2Prompt/train.py hparams/ctc_asr.yaml
+    python recipes/Wav2Prompt/train.py hparams/asr.yaml \\
+        --cascade_asr=results/Wav2Prompt/ctc_asr/1234
     python recipes/Wav2Prompt/train.py hparams/few_shot.yaml \\
         --pretrained_frontend=results/Wav2Prompt/asr/1234 --shots=10
     python recipes/Wav2Prompt/compare.py results/Wav2Prompt/*/1234
@@ -44,18 +49,38 @@ Test (every task, zero-shot): the CIF runs unscaled (inference mode).
 * ``asr`` examples: decoded with the ASR prompt (WER).
 * other tasks, **Wav2Prompt**: the prompts are spliced where the text goes
   in the task's text template (``text_before_ids`` / ``text_after_ids``).
-* other tasks, **cascade**: the same model first transcribes the audio
-  (``asr_before_ids``), then the hypothesis *text* fills the same template.
+* other tasks, **cascade (front end ASR)**: the same model first
+  transcribes the audio (``asr_before_ids``), then the hypothesis *text*
+  fills the same template. It shares the front end's recognition errors.
+* every task, **cascade (CTC ASR)**, with ``cascade_asr: <run folder of
+  ctc_asr.yaml>``: the CTC head of that run transcribes the same encoder
+  frames (greedy, characters), then its text fills the same template (on
+  ``asr`` examples the CTC transcript is the answer: its WER).
 
-Both systems are scored per task; the cascade goes to
-``<test_results_name>_cascade.json``. A non-CIF connector (the encoder-LLM
-baseline, a window Q-Former) runs the same way, trained with CE only.
+The systems are scored per task; the cascades go to
+``<test_results_name>_cascade.json`` and ``..._cascade_ctc.json``. A
+non-CIF connector (the encoder-LLM baseline, a window Q-Former) runs the
+same way, trained with CE only.
+
+``CTCASRBrain`` (``ctc_asr.yaml``, in ``ctc_asr.py``)
+-----------------------------------------------------
+The cascade's independent ASR: ``encoder (frozen) ─► CTCHead`` (see
+:mod:`audiollm_lobes.ctc`), characters of the training transcripts, CTC
+loss, greedy decoding; no LLM is loaded. Its run folder holds
+``ctc_asr.json`` (the head's arguments, the tokenizer file, the
+fingerprint of the encoder it was trained on) and ``ctc_tokens.txt``. It
+is a run of its own (own optimizer, gradient clipping, random
+generators), so the front end trains exactly as without it; a
+Wav2Prompt run loads it after training, for the test only, and refuses it
+when its own encoder's fingerprint differs.
 
 Validation also logs ``token_acc``: the share of fired vectors whose
 nearest LLM token embedding is the transcript's token (a CIF front end).
 
 Extra hparams: ``loss_weights`` (``{ce, mse, quantity}``),
-``train_template`` (``audio`` | ``text``), ``scale_to_transcript``.
+``train_template`` (``audio`` | ``text``), ``scale_to_transcript``,
+``cascade_asr`` (null or a ``ctc_asr.yaml`` run folder),
+``repetition_penalty`` (of every LLM decoding; 1.0: none).
 
 Authors
  * audiollm-lobes developers, 2026
@@ -67,6 +92,7 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
+from ctc_asr import load_cascade_asr, read_cascade_asr, train_ctc_asr
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from text_prompts import add_text_prompt_items
 
@@ -100,6 +126,9 @@ logger = logging.getLogger(__name__)
 
 LOSS_NAMES = ("ce", "mse", "quantity")
 TEMPLATES = {"audio": "asr", "text": "text"}
+#: Column labels of the two cascades.
+CASCADE_LABEL = "cascade (front end ASR)"
+CASCADE_CTC_LABEL = "cascade (CTC ASR)"
 
 
 def check_loss_weights(weights, connector):
@@ -259,6 +288,7 @@ class Wav2PromptBrain(AudioLLMBrain):
             seq.mask,
             max_new_tokens=self._hp("max_new_tokens", 48),
             num_beams=self._hp("num_beams", 1),
+            repetition_penalty=self._hp("repetition_penalty", 1.0),
         )
         return self.llm.decode(tokens.tolist())
 
@@ -322,7 +352,9 @@ class Wav2PromptBrain(AudioLLMBrain):
         speech prompts spliced into their text templates."""
         batch = batch.to(self.device)
         feats, feat_mask = self.encode_audio(batch)
-        return self.zero_shot_forward(batch, feats, feat_mask)["hyps"]
+        return self.zero_shot_forward(batch, feats, feat_mask, cascades=False)[
+            "hyps"
+        ]
 
     def add_dataset_items(self, dataset, entries, training=True):
         """Adds the text-task and ASR prompts (and, for training, the
@@ -341,26 +373,59 @@ class Wav2PromptBrain(AudioLLMBrain):
             require_transcript=training,
         )
 
-    def zero_shot_forward(self, batch, feats, feat_mask):
-        """ASR, Wav2Prompt and cascade hypotheses of a test batch."""
+    def zero_shot_forward(self, batch, feats, feat_mask, cascades=True):
+        """ASR, Wav2Prompt and cascade hypotheses of a test batch.
+
+        Returns ``{"hyps", "cascade", "cascade_ctc"}``: the system's
+        answers; the front-end cascade's (None on ``asr`` rows); the CTC
+        cascade's when a ``cascade_asr`` is loaded (the CTC transcript on
+        ``asr`` rows), else None. ``cascades=False`` decodes the system
+        only (:meth:`generate_batch`).
+        """
         audio, audio_mask, _ = self.front_end(feats, feat_mask)
         tasks = list(batch.task)
         asr_hyps = self.generate(self.sequence(batch, "asr", audio, audio_mask))
         hyps, cascade = list(asr_hyps), [None] * len(tasks)
         rows = [i for i, t in enumerate(tasks) if t != "asr"]
+        index = torch.tensor(rows, device=self.device)
         if rows:
-            index = torch.tensor(rows, device=self.device)
             sub_audio, sub_mask = select_rows([audio, audio_mask], index)
             w2p = self.generate(
                 self.sequence(batch, "text", sub_audio, sub_mask, rows=index)
             )
-            text, text_mask = self.text_tokens([asr_hyps[i] for i in rows])
-            casc = self.generate(
-                self.sequence(batch, "text", text, text_mask, rows=index)
+            for j, i in enumerate(rows):
+                hyps[i] = w2p[j]
+        if rows and cascades:
+            casc = self.text_task_answers(
+                batch, [asr_hyps[i] for i in rows], index
             )
             for j, i in enumerate(rows):
-                hyps[i], cascade[i] = w2p[j], casc[j]
-        return {"parts": {}, "hyps": hyps, "cascade": cascade}
+                cascade[i] = casc[j]
+        cascade_ctc = None
+        asr = getattr(self, "cascade_asr", None)
+        if cascades and asr is not None:
+            # the independent ASR reads the same frozen-encoder frames
+            cascade_ctc = asr.transcribe(feats, feat_mask)
+            if rows:
+                casc = self.text_task_answers(
+                    batch, [cascade_ctc[i] for i in rows], index
+                )
+                for j, i in enumerate(rows):
+                    cascade_ctc[i] = casc[j]
+        return {
+            "parts": {},
+            "hyps": hyps,
+            "cascade": cascade,
+            "cascade_ctc": cascade_ctc,
+        }
+
+    def text_task_answers(self, batch, texts, rows):
+        """The LLM's answers with ``texts`` where the text goes in the
+        text templates of batch ``rows`` (a cascade's second pass)."""
+        text, text_mask = self.text_tokens(texts)
+        return self.generate(
+            self.sequence(batch, "text", text, text_mask, rows=rows)
+        )
 
     def compute_objectives(self, predictions, batch, stage):
         """Weighted sum of the loss parts; records hypotheses."""
@@ -371,14 +436,19 @@ class Wav2PromptBrain(AudioLLMBrain):
                 predictions["hyps"],
                 list(batch.target),
             )
-        cascade = predictions.get("cascade")
-        if cascade is not None:
-            rows = [i for i, h in enumerate(cascade) if h is not None]
+        for key, metrics in (
+            ("cascade", self.cascade_metrics),
+            ("cascade_ctc", self.cascade_ctc_metrics),
+        ):
+            answers = predictions.get(key)
+            if answers is None:
+                continue
+            rows = [i for i, h in enumerate(answers) if h is not None]
             if rows:
-                self.cascade_metrics.append(
+                metrics.append(
                     [batch.task[i] for i in rows],
                     [batch.id[i] for i in rows],
-                    [cascade[i] for i in rows],
+                    [answers[i] for i in rows],
                     [batch.target[i] for i in rows],
                 )
         if stage == sb.Stage.TEST:
@@ -395,32 +465,39 @@ class Wav2PromptBrain(AudioLLMBrain):
         return loss
 
     def on_stage_start(self, stage, epoch=None):
-        """Also resets the cascade's metrics."""
+        """Also resets the cascades' metrics."""
         super().on_stage_start(stage, epoch)
-        self.cascade_metrics = make_task_metrics(
-            self._hp("task_definitions", None)
-        )
+        definitions = self._hp("task_definitions", None)
+        self.cascade_metrics = make_task_metrics(definitions)
+        self.cascade_ctc_metrics = make_task_metrics(definitions)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """As the base class; in TEST also writes the cascade's results."""
+        """As the base class; in TEST also writes the cascades' results
+        (``<name>_cascade*.json``, ``..._hyps.jsonl``)."""
         super().on_stage_end(stage, stage_loss, epoch)
         if stage != sb.Stage.TEST:
             return
         self.cascade_summary = self.cascade_metrics.summarize()
+        self.cascade_ctc_summary = None
+        cascades = [("cascade", CASCADE_LABEL, self.cascade_metrics)]
+        if getattr(self, "cascade_asr", None) is not None:
+            self.cascade_ctc_summary = self.cascade_ctc_metrics.summarize()
+            cascades.append(
+                ("cascade_ctc", CASCADE_CTC_LABEL, self.cascade_ctc_metrics)
+            )
+        summaries = [self.cascade_summary, self.cascade_ctc_summary]
         if not if_main_process():  # every process tested; one writes
             return
         out_dir = Path(self.hparams.output_folder)
         name = self._hp("test_results_name", "test_results")
-        write_results(self.cascade_summary, out_dir / f"{name}_cascade.json")
-        self.cascade_metrics.write_predictions(
-            out_dir / f"{name}_cascade_hyps.jsonl"
-        )
-        logger.info(
-            "cascade:\n%s", results_table([("cascade", self.cascade_summary)])
-        )
+        for (suffix, label, metrics), summary in zip(cascades, summaries):
+            write_results(summary, out_dir / f"{name}_{suffix}.json")
+            metrics.write_predictions(out_dir / f"{name}_{suffix}_hyps.jsonl")
+            logger.info("%s:\n%s", label, results_table([(label, summary)]))
 
     def evaluate_zero_shot(self, test_set, loader_kwargs, name):
-        """Runs the test set; returns ``(wav2prompt, cascade)`` summaries.
+        """Runs the test set; returns ``(wav2prompt, cascade, cascade_ctc)``
+        summaries (the last None without a loaded ``cascade_asr``).
 
         Arguments
         ---------
@@ -434,18 +511,22 @@ class Wav2PromptBrain(AudioLLMBrain):
         Returns
         -------
         tuple of dict
-            Per-task summaries of the system and of the cascade.
+            Per-task summaries of the system and of the two cascades.
         """
         self.hparams.test_results_name = name
         self.evaluate(
             test_set, min_key="loss", test_loader_kwargs=loader_kwargs
         )
-        return self.test_summary, self.cascade_summary
+        return self.test_summary, self.cascade_summary, self.cascade_ctc_summary
 
 
 def main(argv):
-    """Trains, then evaluates every test task zero-shot (and the cascade)."""
+    """Trains, then evaluates every test task zero-shot (and the
+    cascades); ``ctc_asr.yaml`` (a ``ctc_head``) trains the cascade's
+    independent ASR instead."""
     hparams, run_opts = load_recipe_hparams(argv, __file__)
+    if hparams.get("ctc_head") is not None:
+        return train_ctc_asr(hparams, run_opts)
     check_backbone_widths(hparams)
     weights = check_loss_weights(hparams["loss_weights"], hparams["connector"])
     pretrained = None
@@ -456,6 +537,8 @@ def main(argv):
             )
         except FileNotFoundError as err:
             raise FileNotFoundError(f"pretrained_frontend: {err}") from None
+    if hparams.get("cascade_asr"):  # checked before training
+        read_cascade_asr(hparams["cascade_asr"])
     datasets = build_datasets(hparams)
     brain = Wav2PromptBrain(
         modules=hparams["modules"],
@@ -474,7 +557,7 @@ def main(argv):
     test_opts = hparams["test_dataloader_opts"]
     summary = {"system": hparams["system_name"], "loss_weights": weights}
     if hparams.get("evaluate_before_tuning"):
-        summary["before_tuning"], _ = brain.evaluate_zero_shot(
+        summary["before_tuning"], _, _ = brain.evaluate_zero_shot(
             datasets["test"], test_opts, "before_tuning"
         )
     brain.fit(
@@ -484,8 +567,17 @@ def main(argv):
         train_loader_kwargs=train_loader_kwargs(hparams, datasets["train"]),
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
-    summary["test"], summary["cascade"] = brain.evaluate_zero_shot(
-        datasets["test"], test_opts, "test_results"
+    if hparams.get("cascade_asr"):
+        # after training: the front end's training never sees it
+        brain.cascade_asr = load_cascade_asr(
+            hparams["cascade_asr"],
+            brain.unwrap("encoder"),
+            hparams.get("sample_rate", 16000),
+            brain.device,
+        )
+        summary["cascade_asr"] = str(hparams["cascade_asr"])
+    summary["test"], summary["cascade"], summary["cascade_ctc"] = (
+        brain.evaluate_zero_shot(datasets["test"], test_opts, "test_results")
     )
     summary["baselines"] = recipe_baselines(hparams, datasets)
     summary["train_tasks"] = list(
@@ -497,6 +589,10 @@ def main(argv):
         hparams.get("train_manifest_split") or "train"
     )
     summary["trainable_parameters"] = n_trainable
+    summary["decoding"] = {
+        key: hparams.get(key)
+        for key in ("max_new_tokens", "num_beams", "repetition_penalty")
+    }
     run_on_main(
         write_summary,
         args=[hparams["output_folder"], summary, results_lines(summary)],
@@ -505,14 +601,15 @@ def main(argv):
 
 def results_lines(summary):
     """``results.md``: the system, its loss weights, and one table with a
-    column for the system, the cascade and (few-shot) the scores before
+    column for the system, each cascade and (few-shot) the scores before
     tuning.
 
     Arguments
     ---------
     summary : dict
         ``system``, ``trainable_parameters``, ``loss_weights``, ``test``,
-        ``cascade``, ``baselines`` and optional ``before_tuning``.
+        ``cascade``, ``baselines`` and optional ``before_tuning`` and
+        ``cascade_ctc``.
 
     Returns
     -------
@@ -525,14 +622,18 @@ def results_lines(summary):
     ...     "trainable_parameters": 5, "loss_weights": {"ce": 1.0},
     ...     "test": {"slu": {"exact_match": 50.0, "n": 2}},
     ...     "cascade": {"slu": {"exact_match": 100.0, "n": 2}},
+    ...     "cascade_ctc": {"slu": {"exact_match": 0.0, "n": 2}},
     ...     "baselines": {"slu": 25.0}})
-    >>> print("\\n".join(lines[4:]))
-    | task | metric | wav2prompt | cascade | n | majority |
-    |---|---|---:|---:|---:|---:|
-    | slu | exact_match ↑ | 50.00 | 100.00 | 2 | 25.00 |
+    >>> print("\\n".join(lines[4:]))  # doctest: +NORMALIZE_WHITESPACE
+    | task | metric | wav2prompt | cascade (front end ASR) |
+      cascade (CTC ASR) | n | majority |
+    |---|---|---:|---:|---:|---:|---:|
+    | slu | exact_match ↑ | 50.00 | 100.00 | 0.00 | 2 | 25.00 |
     """
     system = summary["system"]
-    columns = [(system, summary["test"]), ("cascade", summary["cascade"])]
+    columns = [(system, summary["test"]), (CASCADE_LABEL, summary["cascade"])]
+    if summary.get("cascade_ctc") is not None:
+        columns.append((CASCADE_CTC_LABEL, summary["cascade_ctc"]))
     if summary.get("before_tuning"):
         columns.insert(0, (f"{system} (before)", summary["before_tuning"]))
     return [

@@ -57,7 +57,12 @@ RUNS = {
         "lora",
         ("--llm_compile_training=False", "--precompute_encoder_features=False"),
     ),
-    "pal": ("PAL", "pal", ("--precompute_encoder_features=False",)),
+    # the LLM tuned with LoRA inside the LAL injector (the paper's setting)
+    "pal": (
+        "PAL",
+        "pal",
+        ("--precompute_encoder_features=False", "--llm_finetune=lora"),
+    ),
     "wav2prompt": ("Wav2Prompt", "asr", ()),
 }
 
@@ -151,6 +156,7 @@ def test_ddp_run_averages_gradients_and_reports_once(key, ddp_runs):
     if key == "pal":
         assert any("beats_connector" in k for k in rank0)
         assert any("injector" in k for k in rank0)
+        assert any("lora_" in k for k in rank0)
     if key == "wav2prompt":
         assert (out / "test_results_cascade.json").exists()
 

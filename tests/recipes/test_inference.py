@@ -28,6 +28,8 @@ RUNS = {
     "dps": ("LiSTEN", "dps", ["--k_eval_sweep=[]"]),
     "lora": ("LiSTEN", "lora", []),
     "pal": ("PAL", "pal", []),
+    # LoRA inside the LAL injector: the peft adapter of a nested LLM
+    "pal_lora": ("PAL", "lal", ["--llm_finetune=lora"]),
     "wav2prompt": ("Wav2Prompt", "asr", []),
 }
 
@@ -110,7 +112,7 @@ def test_run_folder_and_fresh_export_answer_as_the_recipe_test(
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["id"]: r["hyp"] for r in rows} == expected
     info = json.loads((export / "model.json").read_text())
-    assert (info["lora_adapter"] is not None) == (name == "lora")
+    assert (info["lora_adapter"] is not None) == ("lora" in name)
 
 
 def test_export_needs_no_run_folder_and_no_pickle(

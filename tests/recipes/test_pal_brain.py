@@ -82,7 +82,7 @@ def _batch(llm):
     )
 
 
-def _brain(llm, routes, lal_layers="all", cache=False):
+def _brain(llm, routes, lal_layers="all", cache=False, num_beams=1):
     torch.manual_seed(1)
     dim = llm.hidden_size
     encoder = FusedEncoder(
@@ -104,6 +104,7 @@ def _brain(llm, routes, lal_layers="all", cache=False):
         "connectors": connectors,
         "llm": llm,
         "max_new_tokens": 4,
+        "num_beams": num_beams,
         "cache_encoder_features": cache,
     }
     return PALBrain(
@@ -141,6 +142,26 @@ def test_pal_routing_matches_hand_assembly(llm):
     gen = assemble_plits(llm.embed, before, bm, a_tok, a_mask, after, am)
     tokens = injector.generate(b_tok, b_mask, gen.embeds, gen.mask, 4)
     assert out["hyps"] == llm.decode(tokens.tolist())
+
+
+def test_lal_route_decodes_with_beams(llm):
+    """num_beams reaches the injector's beam search (the hypotheses are
+    those of AttentionOnlyInjector.generate(num_beams=3) by hand)."""
+    brain = _brain(llm, {"a": "plits", "b": "lal"}, num_beams=3)
+    batch = _batch(llm)
+    out = brain.compute_forward(batch, sb.Stage.TEST)
+    _, _, streams = brain.modules.encoder(*batch.sig, return_streams=True)
+    a_tok, a_mask = brain.hparams.connectors["a"](*streams["a"])
+    b_tok, b_mask = brain.hparams.connectors["b"](*streams["b"])
+    (before, bm), (after, am) = _segments(brain, batch)
+    gen = assemble_plits(llm.embed, before, bm, a_tok, a_mask, after, am)
+    injector = brain.modules.injector
+    beams = injector.generate(
+        b_tok, b_mask, gen.embeds, gen.mask, 4, num_beams=3
+    )
+    greedy = injector.generate(b_tok, b_mask, gen.embeds, gen.mask, 4)
+    assert out["hyps"] == llm.decode(beams.tolist())
+    assert not torch.equal(beams, greedy[:, : beams.shape[1]])
 
 
 def test_fused_plits_is_the_plain_brain_path(llm):

@@ -26,6 +26,67 @@ ROUTES = {
 BUDGET = ("steps_per_epoch", "number_of_epochs", "batch_size", "lr")
 
 
+#: ``llm_finetune: lora`` runs: (hparams, extra overrides, module holding
+#: the LoRA weights in the checkpoint, LoRA on the FFN too)
+LORA_RUNS = {
+    "plits": ("plits", (), "llm", True),
+    "lal": ("lal", (), "injector", True),
+    "pal": ("pal", (), "injector", True),
+    # the frozen-FFN ablation, injecting from layer 1 on
+    "lal_frozen_ffn": (
+        "lal",
+        (
+            "--lora_target_modules=[q_proj,k_proj,v_proj,o_proj]",
+            "--lal_first_layer=1",
+        ),
+        "injector",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("key", sorted(LORA_RUNS))
+def test_pal_hparams_run_with_lora(
+    key, tiny_backbones, tmp_path, run_tiny_recipe
+):
+    """The LLM trains through LoRA in every integration: the LoRA weights
+    get counted (once, by part) and checkpointed with the rest."""
+    name, extra, holder, ffn = LORA_RUNS[key]
+    out = tmp_path / key
+    proc = run_tiny_recipe(
+        "PAL",
+        name,
+        out,
+        extra=("--llm_finetune=lora", *extra),
+        threads=1,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["llm_finetune"] == "lora"
+    parts = summary["trainable_parameters_by_part"]
+    assert parts["llm_lora"] > 0
+    assert sum(parts.values()) == summary["trainable_parameters"]
+    assert all(v["n"] == 2 for v in summary["test"].values())
+    results = (out / "results.md").read_text()
+    assert "trainable parameters by part:" in results
+    assert f"llm_lora {parts['llm_lora']:,}" in results
+    ckpts = list((out / "save").glob("CKPT*/trainable.ckpt"))
+    state = torch.load(ckpts[0], map_location="cpu")
+    lora = [k for k in state if "lora_" in k]
+    assert lora and all(k.split(".")[0] == holder for k in lora)
+    assert sum(state[k].numel() for k in lora) == parts["llm_lora"]
+    assert (
+        sum(v.numel() for v in state.values())
+        == (summary["trainable_parameters"])
+    )
+    assert not any("embed_tokens" in k for k in state)
+    assert any(".mlp." in k for k in lora) == ffn
+    assert any(".self_attn.k_proj." in k for k in lora)
+    if key == "lal_frozen_ffn":
+        maps = {k.split(".")[2] for k in state if k.startswith("injector.maps")}
+        assert "0" not in maps and maps
+
+
 @pytest.mark.parametrize("name", ["plits", "lal", "pal"])
 def test_pal_hparams_run(name, tiny_backbones, tmp_path, run_tiny_recipe):
     out = tmp_path / name
@@ -94,6 +155,43 @@ def test_bad_routes_stop_early(tiny_backbones, tmp_path, run_tiny_recipe):
     assert proc.returncode != 0
     message = "connectors has no entry for routed streams ['extra']"
     assert message in proc.stdout + proc.stderr
+
+
+def test_benchmark_routes_pal_by_the_encoders_token_counts(tiny_backbones):
+    """benchmarks/pal_efficiency.py gives PAL each encoder's own token
+    count: its formulas against the recipe's encoders and Q-Former."""
+    import importlib.util
+
+    from audiollm_lobes.connectors import WindowQFormer
+    from audiollm_lobes.encoders import (
+        BEATsEncoder,
+        FusedEncoder,
+        WhisperEncoder,
+    )
+
+    spec = importlib.util.spec_from_file_location(
+        "pal_efficiency", ROOT / "benchmarks" / "pal_efficiency.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    encoder = FusedEncoder(
+        {
+            "whisper": WhisperEncoder(tiny_backbones / "whisper"),
+            "beats": BEATsEncoder(tiny_backbones / "beats" / "beats.pt"),
+        }
+    )
+    qformer = WindowQFormer(4, 4, 4, 1, 1, 4, window_frames=17)
+    gen = torch.Generator().manual_seed(0)
+    for n_audio in (1, 3, 8):
+        wav = 0.1 * torch.randn(1, n_audio * 17 * 320, generator=gen)
+        with torch.no_grad():
+            _, mask, streams = encoder(wav, return_streams=True)
+        assert qformer.num_windows(int(mask.sum())) == n_audio
+        counts = tuple(
+            qformer.num_windows(int(streams[name][1].sum()))
+            for name in ("whisper", "beats")
+        )
+        assert counts == bench.pal_token_counts(n_audio)
 
 
 # ---------------------------------------------------------------- paper
@@ -193,6 +291,7 @@ def test_pal_paper_meta_device(monkeypatch, tmp_path):
             assert param.is_meta, f"{name}.{pname} holds real memory"
     hidden, layers, ffn = 768, 2, 3072
     expected = {
+        "lora": 0,  # llm_finetune: none (a parameter-free FrozenLLM)
         "encoder": 2 * 1280 + 2 * 768,  # per-stream LayerNorms
         "whisper_connector": _qformer_params(1280, 2048, hidden, layers, ffn),
         "audio_encoder_connector": _qformer_params(
@@ -209,3 +308,44 @@ def test_pal_paper_meta_device(monkeypatch, tmp_path):
     proj = hparams["whisper_connector"].proj.weight
     assert tuple(proj.shape) == (2048, 768)
     assert hparams["whisper_connector"].window_frames == 17
+
+
+@pytest.mark.parametrize("ffn", [True, False])
+def test_pal_paper_lora_counts(monkeypatch, tmp_path, ffn):
+    """llm_finetune: lora at the paper's scale (meta device): LoRA r=8 on
+    the 16 Llama-3.2-1B layers, counted by hand, held by the injector."""
+    monkeypatch.setattr(audiollm_lobes.llm, "CausalLM", _MetaCausalLM)
+    monkeypatch.setattr(audiollm_lobes.encoders, "WhisperEncoder", _MetaWhisper)
+    monkeypatch.setattr(
+        audiollm_lobes.encoders, "BEATsEncoder", _MetaAudioEncoder
+    )
+    overrides = {
+        "llm_source": "meta",
+        "whisper_source": "meta",
+        "audio_encoder_source": "meta",
+        "data_folder": str(tmp_path),
+        "output_folder": str(tmp_path / "out"),
+        "llm_finetune": "lora",
+    }
+    if not ffn:  # the frozen-FFN ablation
+        overrides["lora_target_modules"] = [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+        ]
+    path = RECIPE / "hparams" / "pal_paper.yaml"
+    with torch.device("meta"), open(path, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    d, kv, mlp = 2048, 512, 8192
+    # r * (in + out) per adapted linear layer
+    attention = 8 * ((d + d) + (d + kv) + (d + kv) + (d + d))
+    feed_forward = 8 * 3 * (d + mlp)
+    lora = 16 * (attention + (feed_forward if ffn else 0))
+    llm = hparams["llm"].model
+    assert count_parameters(llm) == lora
+    assert lora == (5_636_096 if ffn else 1_703_936)
+    maps = 16 * (2048 * 2048 + 2048)
+    assert count_parameters(hparams["injector"]) == maps + lora
+    modules = torch.nn.ModuleDict(hparams["modules"])
+    assert count_parameters(modules) == 109_680_128 + lora

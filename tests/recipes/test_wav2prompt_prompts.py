@@ -145,3 +145,52 @@ def test_asr_prompt_is_checked(tiny_backbones):
             llm,
             asr_prompt="fixed",
         )
+
+
+def test_decoding_options_reach_the_llm():
+    """``max_new_tokens``, ``num_beams`` and ``repetition_penalty`` of the
+    hparams reach every ``llm.generate`` of the recipe (system and both
+    cascades decode through ``Wav2PromptBrain.generate``)."""
+    from types import SimpleNamespace
+
+    train = load_recipe_module("Wav2Prompt")
+    calls = []
+
+    class RecordingLLM:
+        def generate(self, embeds, mask, **options):
+            calls.append(options)
+            return torch.zeros(len(embeds), 1, dtype=torch.long)
+
+        def decode(self, ids):
+            return ["answer"] * len(ids)
+
+    values = {"max_new_tokens": 7, "num_beams": 2, "repetition_penalty": 1.1}
+    brain = SimpleNamespace(
+        llm=RecordingLLM(), _hp=lambda name, default=None: values[name]
+    )
+    seq = SimpleNamespace(embeds=torch.zeros(1, 2, 4), mask=torch.ones(1, 2))
+    assert train.Wav2PromptBrain.generate(brain, seq) == ["answer"]
+    assert calls == [values]
+    # without the option: no penalty (1.0)
+    calls.clear()
+    brain._hp = lambda name, default=None: default
+    train.Wav2PromptBrain.generate(brain, seq)
+    assert calls[0]["repetition_penalty"] == 1.0
+
+
+def test_cascade_labels_agree_between_the_run_and_compare():
+    train = load_recipe_module("Wav2Prompt")
+    compare = load_recipe_module("Wav2Prompt", "compare")
+    assert dict(compare.CASCADES) == {
+        "cascade": train.CASCADE_LABEL,
+        "cascade_ctc": train.CASCADE_CTC_LABEL,
+    }
+
+
+def test_ctc_asr_doctests():
+    """``ctc_asr.py``'s examples run (the recipe helper of the CTC ASR)."""
+    import doctest
+
+    module = load_recipe_module("Wav2Prompt", "ctc_asr")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -50,7 +50,8 @@ def test_router_packs_streams_and_checks_them():
             "mixes",
         ),
         ({"a": "plits"}, {"a": 0}, ["a"], True, 1, "never train"),
-        ({"a": "lal"}, {"a": 0}, ["a"], True, 3, "num_beams=3"),
+        ({"a": "lal"}, {"a": 0}, ["a"], True, 0, "num_beams must be"),
+        ({"a": "plits"}, {"a": 0}, ["a"], False, 2.5, "num_beams must be"),
     ],
 )
 def test_check_routes_errors(
@@ -62,6 +63,8 @@ def test_check_routes_errors(
 
 def test_check_routes_accepts_fused_and_per_stream_tables():
     assert check_routes({"fused": "lal"}, {"fused": 0}, None, True, 1) is False
+    # LAL decodes with beams too (AttentionOnlyInjector.generate)
+    assert check_routes({"fused": "lal"}, {"fused": 0}, None, True, 3) is False
     assert (
         check_routes(
             {"a": "plits", "b": "lal"}, {"a": 0, "b": 0}, ["b", "a"], True, 1
