@@ -263,16 +263,26 @@ def best_checkpoint(run_folder):
     return find_trainable_checkpoint(run_folder)
 
 
-def _audio_item(item, index, folder, sample_rate):
+def _audio_item(item, index, folder, sample_rate, max_seconds=None):
     """A path for one input (arrays and tensors written to ``folder``)."""
     if isinstance(item, (str, Path)):
         path = Path(item)
         if not path.is_file():
             raise FileNotFoundError(f"input {index}: no audio file {path}")
-        try:
-            measure_audio(path, decode=False)
+        try:  # decoded once: NaN/inf or empty audio fail here, named
+            measure = measure_audio(path)
         except ValueError as err:
             raise ValueError(f"input {index}: {err}") from None
+        if measure.nonfinite or measure.seconds <= 0:
+            raise ValueError(
+                f"input {index}: {path} holds {measure.nonfinite} non-finite "
+                f"samples over {measure.seconds:.2f} s; expected finite audio"
+            )
+        if max_seconds is not None and measure.seconds > max_seconds:
+            raise ValueError(
+                f"input {index}: {path} lasts {measure.seconds:.1f} s, more "
+                f"than the model's max_audio_seconds ({max_seconds} s)"
+            )
         return str(path)
     data = torch.as_tensor(item).detach().cpu().float()
     if sample_rate is None:
@@ -289,6 +299,12 @@ def _audio_item(item, index, folder, sample_rate):
         )
     if data.numel() == 0 or not bool(torch.isfinite(data).all()):
         raise ValueError(f"input {index}: the waveform is empty or not finite")
+    seconds = data.shape[0] / float(sample_rate)
+    if max_seconds is not None and seconds > max_seconds:
+        raise ValueError(
+            f"input {index}: the waveform lasts {seconds:.1f} s, more than "
+            f"the model's max_audio_seconds ({max_seconds} s)"
+        )
     path = Path(folder) / f"input{index}.wav"
     # float32 WAV: exact samples, read back through the same front door
     sf.write(path, data.numpy(), int(sample_rate), subtype="FLOAT")
@@ -529,7 +545,13 @@ class AudioLLM:
             entries = {}
             for i, (item, text) in enumerate(zip(items, instructions)):
                 entry = {
-                    "wav": _audio_item(item, i, work, sample_rate),
+                    "wav": _audio_item(
+                        item,
+                        i,
+                        work,
+                        sample_rate,
+                        self.hparams.get("max_audio_seconds"),
+                    ),
                     "task": task or "custom",
                     "instruction": self.instruction_for(text, task),
                     "target": "",

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -286,3 +287,20 @@ def test_waveforms_of_successive_calls_are_not_mixed_up(
     for clip, expected in zip(clips, from_files):
         wav, rate = sf.read(clip, dtype="float32")
         assert model.generate(wav, task="asr", sample_rate=rate) == expected
+
+
+def test_bad_audio_inputs_fail_before_decoding_naming_the_input(
+    trained_runs, tiny_world, tmp_path
+):
+    model = AudioLLM.from_folder(trained_runs["dps"])
+    bad = tmp_path / "nan.wav"
+    samples = np.full(1600, 0.1, dtype="float32")
+    samples[100] = np.nan
+    sf.write(bad, samples, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"input 0: .*nan.wav.* 1 non-finite"):
+        model.generate(str(bad), task="asr")
+    limit = model.hparams["max_audio_seconds"]
+    long = tmp_path / "long.wav"
+    sf.write(long, np.full(int((limit + 1) * 8000), 0.1, "float32"), 8000)
+    with pytest.raises(ValueError, match="input 1: .*max_audio_seconds"):
+        model.generate([_clips(tiny_world, 1)[0], str(long)], task="asr")
