@@ -51,7 +51,6 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataloader import make_dataloader
-from speechbrain.utils.checkpoints import Checkpointer
 from tqdm import tqdm
 
 from audiollm_lobes.atomic import write_text
@@ -242,27 +241,6 @@ def brain_class(module, folder):
     return found[0]
 
 
-def best_checkpoint(run_folder):
-    """The ``trainable.ckpt`` a recipe tests: lowest validation loss.
-
-    Arguments
-    ---------
-    run_folder : str or Path
-        A run folder (``save/CKPT*``).
-
-    Returns
-    -------
-    Path
-        The file (the newest checkpoint when none records a loss).
-    """
-    save = Path(run_folder) / "save"
-    if save.is_dir():
-        found = Checkpointer(save).find_checkpoint(min_key="loss")
-        if found is not None and (found.path / "trainable.ckpt").is_file():
-            return found.path / "trainable.ckpt"
-    return find_trainable_checkpoint(run_folder)
-
-
 def _audio_item(item, index, folder, sample_rate, max_seconds=None):
     """A path for one input (arrays and tensors written to ``folder``)."""
     if isinstance(item, (str, Path)):
@@ -370,7 +348,9 @@ class AudioLLM:
             )
         exported = (folder / MODEL_INFO_FILE).is_file()
         checkpoint = (
-            folder / LOBES_FILE if exported else best_checkpoint(folder)
+            folder / LOBES_FILE
+            if exported
+            else find_trainable_checkpoint(folder)
         )
         text = hparams_file.read_text(encoding="utf-8")
         recorded = {

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from speechbrain.utils.checkpoints import (
+    Checkpointer,
     mark_as_loader,
     mark_as_saver,
     register_checkpoint_hooks,
@@ -183,6 +184,10 @@ class TrainableState:
 def find_trainable_checkpoint(path):
     """Finds the ``trainable.ckpt`` of a run (file, save folder or run).
 
+    In a folder, the checkpoint a recipe tests: the one with the lowest
+    validation loss recorded by SpeechBrain's ``Checkpointer`` (meta key
+    ``loss``), or the newest when none records a loss.
+
     Arguments
     ---------
     path : str or Path
@@ -192,25 +197,35 @@ def find_trainable_checkpoint(path):
     Returns
     -------
     Path
-        The newest matching file (SpeechBrain names checkpoints by date).
+        The file.
 
     Example
     -------
     >>> import tempfile
-    >>> run = Path(tempfile.mkdtemp())
-    >>> (run / "save" / "CKPT+1").mkdir(parents=True)
-    >>> _ = (run / "save" / "CKPT+1" / "trainable.ckpt").write_bytes(b"")
-    >>> find_trainable_checkpoint(run).name
-    'trainable.ckpt'
+    >>> save = Path(tempfile.mkdtemp()) / "save"
+    >>> for loss in (0.5, 0.2, 0.9):  # the best is not the newest
+    ...     ckpt = Checkpointer(save).save_checkpoint(meta={"loss": loss})
+    ...     _ = (ckpt.path / "trainable.ckpt").write_bytes(b"")
+    >>> best = find_trainable_checkpoint(save.parent)
+    >>> Checkpointer(save).find_checkpoint(min_key="loss").meta["loss"]
+    0.2
+    >>> best.parent == Checkpointer(save).find_checkpoint(min_key="loss").path
+    True
     """
     path = Path(path)
     if path.is_file():
         return path
-    found = sorted(path.glob("CKPT*/trainable.ckpt"))
-    found = found or sorted(path.glob("save/CKPT*/trainable.ckpt"))
+    save = path
+    found = sorted(save.glob("CKPT*/trainable.ckpt"))
+    if not found:
+        save = path / "save"
+        found = sorted(save.glob("CKPT*/trainable.ckpt"))
     if not found:
         raise FileNotFoundError(
             f"no trainable.ckpt under {path} (expected the file, or a run "
             "or save folder holding CKPT*/trainable.ckpt)"
         )
+    best = Checkpointer(save).find_checkpoint(min_key="loss")
+    if best is not None and (best.path / "trainable.ckpt").is_file():
+        return best.path / "trainable.ckpt"
     return found[-1]

@@ -9,6 +9,7 @@ Authors
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -366,6 +367,27 @@ def test_cascade_asr_loads_without_touching_the_random_state(
     saved = torch.load(next((out / "save").glob("CKPT*/trainable.ckpt")))
     for name, param in asr.head.named_parameters():
         assert torch.equal(param, saved[f"ctc_head.{name}"]), name
+
+
+def test_cascade_asr_loads_the_checkpoint_the_run_tested(ctc_run, tmp_path):
+    """A newer checkpoint with a higher validation loss (the last epoch
+    of a run that peaked earlier) is not the one the cascade uses."""
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    ctc_asr = load_recipe_module("Wav2Prompt", "ctc_asr")
+    out, _ = ctc_run
+    copy = tmp_path / "ctc_run"
+    shutil.copytree(out, copy)
+    best = Checkpointer(copy / "save").find_checkpoint(min_key="loss")
+    worse = Checkpointer(copy / "save").save_checkpoint(
+        meta={"loss": best.meta["loss"] + 1.0}, name="later"
+    )
+    state = torch.load(best.path / "trainable.ckpt")
+    torch.save(
+        {k: v + 1 for k, v in state.items()}, worse.path / "trainable.ckpt"
+    )
+    _, checkpoint = ctc_asr.read_cascade_asr(copy)
+    assert checkpoint == best.path / "trainable.ckpt"
 
 
 def test_cascade_asr_refuses_another_encoder_or_folder(
