@@ -10,6 +10,7 @@ Authors
  * audiollm-lobes developers, 2026
 """
 
+import atexit
 import shutil
 from pathlib import Path
 
@@ -131,6 +132,7 @@ def load_recipe_hparams(argv, script_file):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     hparams_file = resolve_hparams_file(hparams_file, script_file)
     sb.utils.distributed.ddp_init_group(run_opts)
+    end_process_group_at_exit()
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     # SpeechBrain reads run options missing from the command line from the
@@ -160,6 +162,38 @@ def load_recipe_hparams(argv, script_file):
         if "llm" in hparams:
             write_json(out_dir / BACKBONES_FILE, backbone_signature(hparams))
     return hparams, run_opts
+
+
+def end_process_group_at_exit():
+    """Destroys the DDP process group (if any) when the program exits,
+    while the interpreter is still whole.
+
+    A process that exits with its Gloo process group alive may abort
+    during interpreter finalisation ("terminate called without an active
+    exception", SIGABRT) when Gloo's worker threads still hold Python
+    objects: a run that trained and tested fine would fail at its very
+    end, now and then (seen under load). ``atexit`` handlers run before
+    finalisation; this one is registered once per process and does
+    nothing when no group exists or it was already destroyed.
+
+    Example
+    -------
+    >>> end_process_group_at_exit()  # no group here: registers, no-op
+    >>> _destroy_process_group()
+    """
+    global _AT_EXIT_REGISTERED
+    if not _AT_EXIT_REGISTERED:
+        atexit.register(_destroy_process_group)
+        _AT_EXIT_REGISTERED = True
+
+
+_AT_EXIT_REGISTERED = False
+
+
+def _destroy_process_group():
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def recipe_code_files(script_file):

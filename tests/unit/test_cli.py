@@ -1,5 +1,8 @@
 """``precision: auto`` in recipe hparams and its resolution."""
 
+import subprocess
+import sys
+
 import speechbrain as sb
 import torch
 
@@ -50,3 +53,28 @@ def test_the_run_folder_holds_the_recipe_script(tmp_path):
     out = tmp_path / "out"
     assert (out / "train.py").read_text() == "# the recipe\n"
     assert not (out / "cli.py").exists()
+
+
+def test_process_group_is_destroyed_before_interpreter_exit(tmp_path):
+    """A Gloo group left alive at exit may abort the process during
+    finalisation; the handler destroys it first. An atexit handler
+    registered before it runs after it (LIFO) and sees no group."""
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import atexit\n"
+        "import torch.distributed as dist\n"
+        "from audiollm_lobes import cli\n"
+        "atexit.register(lambda: print('alive at exit:', "
+        "dist.is_initialized()))\n"
+        f"dist.init_process_group('gloo', init_method='file://{tmp_path}/pg',"
+        " rank=0, world_size=1)\n"
+        "cli.end_process_group_at_exit()\n"
+        "cli.end_process_group_at_exit()  # once per process\n"
+        "print('alive in main:', dist.is_initialized())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines == ["alive in main: True", "alive at exit: False"]
