@@ -181,13 +181,8 @@ def end_process_group_at_exit():
     >>> end_process_group_at_exit()  # no group here: registers, no-op
     >>> _destroy_process_group()
     """
-    global _AT_EXIT_REGISTERED
-    if not _AT_EXIT_REGISTERED:
-        atexit.register(_destroy_process_group)
-        _AT_EXIT_REGISTERED = True
-
-
-_AT_EXIT_REGISTERED = False
+    atexit.unregister(_destroy_process_group)  # registered once
+    atexit.register(_destroy_process_group)
 
 
 def _destroy_process_group():
