@@ -34,12 +34,13 @@ BASELINE_METRICS = ("accuracy", "exact_match")
 
 def format_value(value, digits=2):
     """A table cell: ``–`` for a missing or NaN value, ``1,000`` for an
-    int, a fixed number of decimals for a float.
+    int, a fixed number of decimals for a float, and for a list (one value
+    per seed) its mean and range, ``mean (min–max)``.
 
     Arguments
     ---------
-    value : float, int or None
-        The value.
+    value : float, int, list or None
+        The value, or the values of several seeds.
     digits : int
         Decimals of a float.
 
@@ -54,7 +55,23 @@ def format_value(value, digits=2):
     ('12.35', '–', '29,264,640')
     >>> format_value(float("nan"))
     '–'
+    >>> format_value([40.0, 44.5, 39.0]), format_value([7.5])
+    ('41.17 (39.00–44.50)', '7.50')
     """
+    if isinstance(value, (list, tuple)):
+        values = [
+            v for v in value if v is not None and not math.isnan(float(v))
+        ]
+        if len(values) <= 1:
+            return format_value(values[0] if values else None, digits)
+        if all(v == values[0] for v in values):
+            return format_value(values[0], digits)
+        mean = sum(values) / len(values)
+        return (
+            f"{format_value(float(mean), digits)} "
+            f"({format_value(min(values), digits)}"
+            f"–{format_value(max(values), digits)})"
+        )
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, int) and not isinstance(value, bool):
