@@ -168,6 +168,14 @@ def pool_seeds(summaries):
         pooled["group_overlap"] = {
             group: [o.get(group) for o in overlaps] for group in overlaps[0]
         }
+        for summary in summaries:
+            pairs = summary["usage"].get("overlap") or {}
+            for task, row in pairs.items():
+                others = [v for other, v in row.items() if other != task]
+                if others:
+                    pooled["group_overlap"].setdefault(
+                        f"{task} vs the other tasks", []
+                    ).append(sum(others) / len(others))
     return pooled
 
 
@@ -241,14 +249,14 @@ def sweep_table(pooled, digits=2):
 
 def overlap_table(pooled_by_label, digits=2):
     """Prompt-usage overlaps between task groups
-    (:func:`audiollm_lobes.analysis.group_overlaps`), a column per system
-    that recorded them.
+    (:func:`audiollm_lobes.analysis.group_overlaps`) and of each task with
+    the others, a column per system that recorded them.
 
     Example
     -------
     >>> print(overlap_table({"dps": {"group_overlap": {
     ...     "across_groups": [0.5, 0.7]}}}))
-    | task groups | dps |
+    | usage overlap | dps |
     |---|---:|
     | across_groups | 0.60 (0.50–0.70) |
     """
@@ -261,7 +269,7 @@ def overlap_table(pooled_by_label, digits=2):
     for overlaps in columns.values():
         groups += [g for g in overlaps if g not in groups]
     lines = [
-        "| task groups | " + " | ".join(columns) + " |",
+        "| usage overlap | " + " | ".join(columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
     for group in groups:
@@ -319,7 +327,7 @@ def comparison(paths, labels=None, digits=2):
             parts.append(sweep_table(system, digits))
     by_label = dict(zip(labels, pooled))
     if any(p.get("group_overlap") for p in pooled):
-        parts.append("Prompt-usage overlap between task groups (test set):")
+        parts.append("Prompt-usage overlap (histogram intersection, test set, k = k_eval):")
         parts.append(overlap_table(by_label, digits))
     return "\n\n".join(parts)
 

@@ -22,7 +22,13 @@ def _run(folder, wer, accuracy, k_sweep=None, overlap=None):
     if k_sweep:
         summary["k_sweep"] = k_sweep
     if overlap is not None:
-        summary["usage"] = {"group_overlap": {"across_groups": overlap}}
+        summary["usage"] = {
+            "group_overlap": {"across_groups": overlap},
+            "overlap": {
+                "asr": {"asr": 1.0, "emotion": overlap},
+                "emotion": {"asr": overlap, "emotion": 1.0},
+            },
+        }
     (folder / "summary.json").write_text(json.dumps(summary))
 
 
@@ -58,6 +64,7 @@ def test_an_experiment_folder_is_the_mean_and_range_of_its_seeds(
         in text
     )
     assert "| across_groups | 0.35 (0.20–0.50) |" in text
+    assert "| emotion vs the other tasks | 0.35 (0.20–0.50) |" in text
 
 
 def test_a_single_run_folder_keeps_its_plain_figures(tmp_path):
