@@ -327,7 +327,10 @@ def comparison(paths, labels=None, digits=2):
             parts.append(sweep_table(system, digits))
     by_label = dict(zip(labels, pooled))
     if any(p.get("group_overlap") for p in pooled):
-        parts.append("Prompt-usage overlap (histogram intersection, test set, k = k_eval):")
+        parts.append(
+            "Prompt-usage overlap (histogram intersection, test set, "
+            "k = k_eval):"
+        )
         parts.append(overlap_table(by_label, digits))
     return "\n\n".join(parts)
 
