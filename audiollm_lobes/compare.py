@@ -306,8 +306,11 @@ def comparison(paths, labels=None, digits=2):
         for path, seeds in zip(paths, systems):
             first = next(iter(seeds.values()))
             folder = Path(path).resolve()
-            default = folder.parent.name if len(seeds) == 1 else folder.name
-            labels.append(first.get("experiment") or default)
+            if folder.is_file():
+                folder = folder.parent
+            if (folder / "summary.json").is_file():  # a run folder
+                folder = folder.parent
+            labels.append(first.get("experiment") or folder.name)
     if len(labels) != len(systems):
         raise ValueError(f"{len(systems)} systems but {len(labels)} labels")
     pooled = [pool_seeds(list(seeds.values())) for seeds in systems]

@@ -79,3 +79,21 @@ def test_a_folder_without_any_finished_run_is_named(tmp_path):
     (tmp_path / "dps" / "1").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="dps"):
         comparison([tmp_path / "dps"])
+
+
+def test_without_an_experiment_name_the_label_is_the_experiment_folder(
+    tmp_path,
+):
+    for seed in ("1", "2"):
+        run = tmp_path / "soft_prompt" / seed
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(
+            json.dumps({"test": {"asr": {"wer": 10.0, "n": 4}}})
+        )
+    for path in (
+        tmp_path / "soft_prompt",
+        tmp_path / "soft_prompt" / "1",
+        tmp_path / "soft_prompt" / "1" / "summary.json",
+    ):
+        text = comparison([path])
+        assert text.startswith("| task | metric | soft_prompt |"), path
