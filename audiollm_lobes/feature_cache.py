@@ -838,6 +838,7 @@ def precompute_features(
     if progress is None:
         progress = sys.stderr.isatty()
     encoded = 0
+    start = time.time()
     bar = tqdm(
         total=len(keys),
         desc="precomputing encoder features",
@@ -860,10 +861,11 @@ def precompute_features(
             bar.update(len(chunk))
     logger.info(
         "precomputed encoder features of %d clips (%d examples, %d clips "
-        "already cached)",
+        "already cached) in %.1f s",
         encoded,
         len(rows),
         len(keys) - encoded,
+        time.time() - start,
     )
     drop_audio(dataset)
     return encoded

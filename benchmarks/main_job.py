@@ -6,9 +6,10 @@ does on a fresh machine: with ``AUDIOLLM_LOBES_HOME`` pointing at an empty
 temporary folder, so the toy world and its toy backbones are built first.
 Then prints the wall time of each stage, read from what the run records
 (the toy world's ``world.json``, the backbones' ``backbones.json``
-timings, the epochs' and the test's ``seconds`` in ``train_log.txt``),
-the rest (loading, feature precomputation, prompt-usage report, ``k_eval``
-sweep) as the difference, and the total against the 10-minute goal::
+timings, the feature precomputation's seconds in the run's ``log.txt``,
+the epochs', the test's and each ``k_eval`` sweep pass's ``seconds`` in
+``train_log.txt``), the rest (start-up, loading, prompt-usage report) as
+the difference, and the total against the 10-minute goal::
 
     python benchmarks/main_job.py
     python benchmarks/main_job.py --cached     # the user's cache: training only
@@ -70,6 +71,72 @@ def epoch_seconds(train_log):
     return tuple(round(sums[s], 2) for s in ("train", "valid", "test"))
 
 
+def seconds_of_test_passes(train_log):
+    """Seconds of each test pass in a ``train_log.txt``, in order.
+
+    The first is the test at ``k_eval``; a LiSTEN run's ``k_eval`` sweep
+    adds one pass per swept ``k`` after it.
+
+    Arguments
+    ---------
+    train_log : str or Path
+        SpeechBrain's ``FileTrainLogger`` file.
+
+    Returns
+    -------
+    list of float
+
+    Example
+    -------
+    >>> import tempfile
+    >>> log = Path(tempfile.mkdtemp()) / "train_log.txt"
+    >>> _ = log.write_text(
+    ...     "epoch: 1 - train seconds: 94.5 - valid seconds: 1.0\\n"
+    ...     "Epoch loaded: 1 - test loss: 0.6, test seconds: 11.0\\n"
+    ...     "Epoch loaded: 1 - test loss: 0.7, test seconds: 9.5\\n")
+    >>> seconds_of_test_passes(log)
+    [11.0, 9.5]
+    """
+    text = Path(train_log).read_text(encoding="utf-8")
+    return [float(v) for v in re.findall(r"test seconds: ([0-9.e+-]+)", text)]
+
+
+def precompute_seconds(run_log):
+    """Seconds spent precomputing encoder features, from a run's ``log.txt``.
+
+    Sums the ``feature_cache`` lines ``precomputed encoder features of ...
+    in <seconds> s`` (one per precomputed dataset).
+
+    Arguments
+    ---------
+    run_log : str or Path
+        The run's ``log.txt``.
+
+    Returns
+    -------
+    float
+        0.0 when the log holds no such line.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> log = Path(tempfile.mkdtemp()) / "log.txt"
+    >>> _ = log.write_text(
+    ...     "... - precomputed encoder features of 52 clips (106 examples, "
+    ...     "0 clips already cached) in 61.5 s\\n"
+    ...     "... - precomputed encoder features of 6 clips (12 examples, "
+    ...     "0 clips already cached) in 2.5 s\\n")
+    >>> precompute_seconds(log)
+    64.0
+    """
+    path = Path(run_log)
+    if not path.is_file():
+        return 0.0
+    pattern = r"precomputed encoder features of .* in ([0-9.]+) s"
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return round(sum(float(v) for v in re.findall(pattern, text)), 2)
+
+
 def stage_table(total, home, run):
     """The stage breakdown of a finished run.
 
@@ -106,13 +173,17 @@ def stage_table(total, home, run):
         )
         built += timings["lm_and_encoders_s"] + timings.get("tokenizer_s", 0)
     train, valid, test = epoch_seconds(run / "train_log.txt")
+    tests = seconds_of_test_passes(run / "train_log.txt")
+    features = precompute_seconds(run / "log.txt")
     rows += [
+        ("encoder features precomputed (train, valid, test)", features),
         ("training epochs", train),
         ("validation", valid),
-        ("test (k_eval)", test),
+        ("test (k_eval)", tests[0] if tests else 0.0),
+        ("k_eval sweep (one test pass per k)", sum(tests[1:])),
     ]
-    rest = total - built - train - valid - test
-    rows.append(("rest: loading, features, usage report, k sweep, ...", rest))
+    rest = total - built - features - train - valid - test
+    rows.append(("rest: start-up, loading, usage report, ...", rest))
     rows.append(("total", total))
     return rows
 
