@@ -838,7 +838,7 @@ def precompute_features(
     if progress is None:
         progress = sys.stderr.isatty()
     encoded = 0
-    start = time.time()
+    began = time.time()
     bar = tqdm(
         total=len(keys),
         desc="precomputing encoder features",
@@ -865,7 +865,7 @@ def precompute_features(
         encoded,
         len(rows),
         len(keys) - encoded,
-        time.time() - start,
+        time.time() - began,
     )
     drop_audio(dataset)
     return encoded
