@@ -38,49 +38,19 @@ ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 600.0
 
 
-def epoch_seconds(train_log):
-    """``(train, valid, test)`` seconds summed over a ``train_log.txt``.
+def stage_seconds(train_log, stage):
+    """The ``<stage> seconds`` entries of a ``train_log.txt``, in order.
+
+    One per epoch for ``"train"`` and ``"valid"``; for ``"test"`` the test
+    at ``k_eval`` first, then one pass per ``k`` of a LiSTEN run's
+    ``k_eval`` sweep.
 
     Arguments
     ---------
     train_log : str or Path
         SpeechBrain's ``FileTrainLogger`` file.
-
-    Returns
-    -------
-    tuple of float
-        Training, validation and test seconds.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> log = Path(tempfile.mkdtemp()) / "train_log.txt"
-    >>> _ = log.write_text(
-    ...     "epoch: 1 - train loss: 2.0, train seconds: 1.5e+02 - valid "
-    ...     "loss: 1.0, valid seconds: 1.27\\n"
-    ...     "epoch: 2 - train seconds: 94.5 - valid seconds: 1.0\\n"
-    ...     "Epoch loaded: 2 - test loss: 0.6, test seconds: 11.0\\n")
-    >>> epoch_seconds(log)
-    (244.5, 2.27, 11.0)
-    """
-    sums = {"train": 0.0, "valid": 0.0, "test": 0.0}
-    for line in Path(train_log).read_text(encoding="utf-8").splitlines():
-        for stage in sums:
-            for value in re.findall(rf"{stage} seconds: ([0-9.e+-]+)", line):
-                sums[stage] += float(value)
-    return tuple(round(sums[s], 2) for s in ("train", "valid", "test"))
-
-
-def seconds_of_test_passes(train_log):
-    """Seconds of each test pass in a ``train_log.txt``, in order.
-
-    The first is the test at ``k_eval``; a LiSTEN run's ``k_eval`` sweep
-    adds one pass per swept ``k`` after it.
-
-    Arguments
-    ---------
-    train_log : str or Path
-        SpeechBrain's ``FileTrainLogger`` file.
+    stage : str
+        ``"train"``, ``"valid"`` or ``"test"``.
 
     Returns
     -------
@@ -91,14 +61,17 @@ def seconds_of_test_passes(train_log):
     >>> import tempfile
     >>> log = Path(tempfile.mkdtemp()) / "train_log.txt"
     >>> _ = log.write_text(
-    ...     "epoch: 1 - train seconds: 94.5 - valid seconds: 1.0\\n"
-    ...     "Epoch loaded: 1 - test loss: 0.6, test seconds: 11.0\\n"
-    ...     "Epoch loaded: 1 - test loss: 0.7, test seconds: 9.5\\n")
-    >>> seconds_of_test_passes(log)
-    [11.0, 9.5]
+    ...     "epoch: 1 - train loss: 2.0, train seconds: 1.5e+02 - valid "
+    ...     "loss: 1.0, valid seconds: 1.27\\n"
+    ...     "epoch: 2 - train seconds: 94.5 - valid seconds: 1.0\\n"
+    ...     "Epoch loaded: 2 - test loss: 0.6, test seconds: 11.0\\n"
+    ...     "Epoch loaded: 2 - test loss: 0.7, test seconds: 9.5\\n")
+    >>> stage_seconds(log, "train"), stage_seconds(log, "test")
+    ([150.0, 94.5], [11.0, 9.5])
     """
     text = Path(train_log).read_text(encoding="utf-8")
-    return [float(v) for v in re.findall(r"test seconds: ([0-9.e+-]+)", text)]
+    pattern = rf"{stage} seconds: ([0-9.e+-]+)"
+    return [float(v) for v in re.findall(pattern, text)]
 
 
 def precompute_seconds(run_log):
@@ -172,8 +145,11 @@ def stage_table(total, home, run):
             ("toy backbones (LM, encoders)", timings["lm_and_encoders_s"])
         )
         built += timings["lm_and_encoders_s"] + timings.get("tokenizer_s", 0)
-    train, valid, test = epoch_seconds(run / "train_log.txt")
-    tests = seconds_of_test_passes(run / "train_log.txt")
+    log = run / "train_log.txt"
+    train = round(sum(stage_seconds(log, "train")), 2)
+    valid = round(sum(stage_seconds(log, "valid")), 2)
+    tests = stage_seconds(log, "test")
+    test = round(sum(tests), 2)
     features = precompute_seconds(run / "log.txt")
     rows += [
         ("encoder features precomputed (train, valid, test)", features),
