@@ -181,6 +181,10 @@ def main(argv=None):
             shutil.rmtree(home)
         env["AUDIOLLM_LOBES_HOME"] = str(home)
     run = work / "run"
+    if run.exists():
+        # a run folder kept from an earlier call would make train.py resume
+        # its finished run and append to its logs (wrong stage times)
+        shutil.rmtree(run)
     cmd = [
         sys.executable,
         str(ROOT / "recipes" / "LiSTEN" / "train.py"),
