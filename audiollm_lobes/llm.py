@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 
+from audiollm_lobes.kv_cache import cache_keyword, reserved_cache
 from audiollm_lobes.masks import positions_from_mask
 
 #: Label of positions without a target (the default of ``F.cross_entropy``).
@@ -1357,8 +1358,8 @@ class CausalLM(torch.nn.Module):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask.long(),
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
+            **{cache_keyword(self.decoder()): past_key_values},
         )
         hidden = out.last_hidden_state
         if logits_at is None:
@@ -1455,8 +1456,11 @@ class CausalLM(torch.nn.Module):
         The prompts are moved to left padding with one vectorised gather
         (position ids come from the mask, so a prompt decodes the same alone
         or in a padded batch). With ``use_cache=True`` decoding is HF
-        ``generate`` with its KV cache; ``use_cache=False`` runs a plain loop
-        that recomputes the whole sequence at every step (greedy or
+        ``generate`` with a KV cache that reserves room for the new tokens
+        (``kv_cache.reserved_cache``: each step writes one position where
+        HF's default cache copies every cached one; same tokens), unless
+        ``generate_kwargs`` choose a cache; ``use_cache=False`` runs a plain
+        loop that recomputes the whole sequence at every step (greedy or
         sampling; a reference and a benchmark baseline, since HF always
         caches when given ``inputs_embeds``).
 
@@ -1560,7 +1564,9 @@ class CausalLM(torch.nn.Module):
             options.update(temperature=temperature, top_p=top_p, top_k=0)
         options.update(generate_kwargs)
         config = transformers.GenerationConfig(**options)
-        extra = {}
+        extra = self._reserved_cache_kwargs(
+            embeds.shape[1] + max_new_tokens, generate_kwargs
+        )
         if repetition_penalty != 1.0:
             extra["logits_processor"] = transformers.LogitsProcessorList(
                 [RepetitionPenalty(repetition_penalty)]
@@ -1572,6 +1578,22 @@ class CausalLM(torch.nn.Module):
             **extra,
         )
         return truncate_after_eos(tokens, self.eos_ids, self.pad_id)
+
+    def _reserved_cache_kwargs(self, capacity, generate_kwargs):
+        """``{keyword: cache}`` for HF ``generate``: a cache reserving
+        ``capacity`` positions per row (``kv_cache.reserved_cache``; HF's
+        default ``DynamicCache`` copies every cached position at every
+        step), or nothing when the caller chose a cache itself or the model
+        does not decode with HF's dynamic cache."""
+        chosen = {"cache", "past_key_values", "cache_implementation"}
+        supports = getattr(
+            self.model, "_supports_default_dynamic_cache", lambda: True
+        )
+        if chosen & set(generate_kwargs) or not supports():
+            return {}
+        config = self.model.config.get_text_config(decoder=True)
+        cache = reserved_cache(config, capacity)
+        return {cache_keyword(self.model): cache}
 
     def _generate_uncached(
         self,

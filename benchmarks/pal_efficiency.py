@@ -21,9 +21,11 @@ for three integrations:
 
 and two settings of the LLM (``--llm-finetune``): frozen (``none``), and
 LoRA (rank 8 on every linear layer of attention and FFN, trained with the
-rest: the paper updates the LLM). PLITS decodes with HF's
-``DynamicCache``, as ``CausalLM.generate`` does (``--plits-cache
-reserved``: with the cache LAL decodes with).
+rest: the paper updates the LLM). PLITS and LAL decode over the same
+kind of cache, one that reserves room for the new tokens
+(``kv_cache.reserved_cache``, as ``CausalLM.generate`` and LAL do);
+``--plits-cache dynamic`` gives PLITS HF's default ``DynamicCache``
+instead, which copies the whole cache at every step.
 
 Each (integration, audio length, train|generate) runs in a process of its
 own, forked from a parent that built the frozen LLM once (the children
@@ -487,12 +489,12 @@ def prepare(spec, model):
         optional ``pal_tokens`` (PAL's ``(plits, lal)`` tokens, default
         ``pal_token_counts(n_audio)``), ``finetune`` (``"none"``, the
         default, or ``"lora"``: LoRA on the LLM, trained with the rest),
-        ``plits_cache`` (``"dynamic"``, the default: PLITS decodes with
-        HF's ``DynamicCache`` as ``CausalLM.generate`` does; ``"reserved"``:
-        with the cache LAL decodes with), ``device`` (default ``"cpu"``;
-        the model's), ``autocast`` (a dtype name: run the steps under
-        ``torch.autocast``) and ``optimizer`` (training steps also take an
-        AdamW step).
+        ``plits_cache`` (``"reserved"``, the default: PLITS decodes over
+        ``kv_cache.reserved_cache`` as ``CausalLM.generate`` and LAL do;
+        ``"dynamic"``: over HF's default ``DynamicCache``), ``device``
+        (default ``"cpu"``; the model's), ``autocast`` (a dtype name: run
+        the steps under ``torch.autocast``) and ``optimizer`` (training
+        steps also take an AdamW step).
     model : transformers.LlamaForCausalLM
         The frozen LLM (with ``finetune="lora"``, LoRA layers are injected
         into it in place, once).
@@ -525,7 +527,7 @@ def prepare(spec, model):
     import transformers
 
     from audiollm_lobes.injection import AttentionOnlyInjector
-    from audiollm_lobes.injection.lal import ReservedCacheLayer
+    from audiollm_lobes.kv_cache import cache_keyword, reserved_cache
     from audiollm_lobes.llm import CausalLM
 
     torch.set_num_threads(spec["threads"])
@@ -606,11 +608,12 @@ def prepare(spec, model):
         for p in trainables:
             p.grad = None
 
+    keyword = cache_keyword(model)
+
     def plits_cache(length):
-        if spec.get("plits_cache", "dynamic") == "dynamic":
+        if spec.get("plits_cache", "reserved") == "dynamic":
             return transformers.DynamicCache(config=model.config)
-        layers = [ReservedCacheLayer(length) for _ in range(shape["layers"])]
-        return transformers.Cache(layers=layers)
+        return reserved_cache(model.config, length)
 
     @torch.no_grad()
     def generate_step(new_tokens):
@@ -622,16 +625,16 @@ def prepare(spec, model):
         cache = plits_cache(embeds.shape[1] + new_tokens)
         out = model(
             inputs_embeds=embeds,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{keyword: cache},
         )
         tokens = [out.logits[:, -1].argmax(-1)]
         for _ in range(new_tokens - 1):
             out = model(
                 input_ids=tokens[-1][:, None],
-                past_key_values=cache,
                 use_cache=True,
+                **{keyword: cache},
             )
             tokens.append(out.logits[:, -1].argmax(-1))
         return torch.stack(tokens, 1)
@@ -898,9 +901,9 @@ def _parse(argv=None):
     parser.add_argument(
         "--plits-cache",
         choices=["dynamic", "reserved"],
-        default="dynamic",
-        help="PLITS decoding cache: HF's DynamicCache (CausalLM.generate's) "
-        "or the ReservedCacheLayer LAL decodes with",
+        default="reserved",
+        help="PLITS decoding cache: the reserved one CausalLM.generate and "
+        "LAL decode with, or HF's default DynamicCache",
     )
     parser.add_argument(
         "--window-frames",

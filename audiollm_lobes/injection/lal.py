@@ -45,9 +45,9 @@ runs on a ``CausalLM``: its output layer (``CausalLM.head``), its special
 ids, and the loss and decoding loop it shares (``llm.next_token_loss``,
 ``llm.decode_loop``); only the text pass over the audio cache is its own.
 
-Decoding (``LALDecoding``) writes into ``ReservedCacheLayer`` caches that
-hold room for the new tokens (HF's ``DynamicCache`` would copy every
-cached position, audio included, at every step) and reads its per-layer
+Decoding (``LALDecoding``) writes into ``kv_cache.ReservedCacheLayer``
+caches that hold room for the new tokens (HF's ``DynamicCache`` would copy
+every cached position, audio included, at every step) and reads its per-layer
 masks as views of one key mask; beam search (``beam_search``, HF's rules)
 expands the cache to the beams once and then rewrites only the new
 tokens' positions when beams are reordered.
@@ -74,9 +74,9 @@ import contextlib
 
 import torch
 import transformers
-from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from audiollm_lobes.kv_cache import cache_keyword, reserved_cache
 from audiollm_lobes.llm import CausalLM, decode_loop, next_token_loss
 from audiollm_lobes.masks import positions_from_mask
 
@@ -302,169 +302,6 @@ def _frozen_kv_params(attn, rows, which):
     fused = attn.qkv_proj
     bias = None if fused.bias is None else fused.bias[rows[which]]
     return fused.weight[rows[which]], bias
-
-
-class ReservedCacheLayer(DynamicLayer):
-    """A KV-cache layer that reserves room for the positions to come.
-
-    ``DynamicLayer`` concatenates its whole cache with each new key/value
-    (a copy of every cached position at every decoding step, for every
-    layer: with 1024 audio tokens in the cache that copy costs as much as
-    a good part of the step). This layer allocates ``capacity`` positions
-    once, writes each update in place and returns views of the filled
-    part, so a step writes one position. It grows (one copy) when an
-    update would not fit. For decoding only: writing into the buffer does
-    not keep the autograd graph of the keys/values.
-
-    Arguments
-    ---------
-    capacity : int
-        Positions to reserve (audio + prompt + new tokens).
-
-    Example
-    -------
-    >>> layer = ReservedCacheLayer(capacity=5)
-    >>> k, v = layer.update(torch.ones(2, 1, 3, 4), torch.zeros(2, 1, 3, 4))
-    >>> k.shape, layer.capacity
-    (torch.Size([2, 1, 3, 4]), 5)
-    >>> k, v = layer.update(2 * torch.ones(2, 1, 1, 4), torch.ones(2, 1, 1, 4))
-    >>> k[0, 0, :, 0].tolist(), layer.get_seq_length()
-    ([1.0, 1.0, 1.0, 2.0], 4)
-    >>> layer.select_rows(torch.tensor([1, 1, 0]))  # 3 rows from 2
-    >>> layer.keys.shape
-    torch.Size([3, 1, 4, 4])
-    >>> layer.batch_repeat_interleave(2)  # 6 rows, then one more position
-    >>> layer.update(torch.ones(6, 1, 1, 4), torch.ones(6, 1, 1, 4))[0].shape
-    torch.Size([6, 1, 5, 4])
-    """
-
-    def __init__(self, capacity):
-        super().__init__()
-        self.capacity = int(capacity)
-        self._key_buffer = self._value_buffer = None
-        self.length = 0
-
-    def lazy_initialization(self, key_states, value_states):
-        """Allocates the buffers on the first update."""
-        self.device = key_states.device
-        self.length = 0
-        self._key_buffer = self._value_buffer = None
-        self._allocate(
-            key_states.shape[0],
-            max(self.capacity, key_states.shape[-2]),
-            key_states,
-            value_states,
-        )
-        self.is_initialized = True
-
-    def _allocate(self, rows, capacity, key_like, value_like, select=None):
-        """New buffers of ``rows`` rows and ``capacity`` positions holding
-        the filled part of the old ones (their rows ``select``, if given)."""
-        keys = key_like.new_empty(
-            (rows, *key_like.shape[1:-2], capacity, key_like.shape[-1])
-        )
-        values = value_like.new_empty(
-            (rows, *value_like.shape[1:-2], capacity, value_like.shape[-1])
-        )
-        if self._key_buffer is not None and self.length:
-            old_k = self._key_buffer[..., : self.length, :]
-            old_v = self._value_buffer[..., : self.length, :]
-            if select is not None:
-                old_k, old_v = old_k[select], old_v[select]
-            keys[..., : self.length, :] = old_k
-            values[..., : self.length, :] = old_v
-        self._key_buffer, self._value_buffer = keys, values
-        self.capacity = capacity
-        self._set_views()
-
-    def _set_views(self):
-        self.keys = self._key_buffer[..., : self.length, :]
-        self.values = self._value_buffer[..., : self.length, :]
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        """Writes ``(batch, heads, n, head_dim)`` keys/values after the
-        cached ones; returns all of them (views of the buffers)."""
-        del args, kwargs
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        end = self.length + key_states.shape[-2]
-        if end > self.capacity:
-            self._allocate(
-                self._key_buffer.shape[0],
-                end + max(self.capacity - self.length, 16),
-                self._key_buffer,
-                self._value_buffer,
-            )
-        self._key_buffer[..., self.length : end, :] = key_states
-        self._value_buffer[..., self.length : end, :] = value_states
-        self.length = end
-        self._set_views()
-        return self.keys, self.values
-
-    def get_seq_length(self):
-        """Number of cached positions."""
-        return self.length if self.is_initialized else 0
-
-    def select_rows(self, rows, start=None):
-        """Row ``i`` becomes the old row ``rows[i]`` (beam search).
-
-        Arguments
-        ---------
-        rows : torch.LongTensor
-            ``(new_rows,)`` indices of the current rows.
-        start : int, optional
-            When given (same number of rows), only positions from
-            ``start`` on are rearranged: the caller guarantees that the
-            rows mapped onto each other hold the same earlier positions
-            (beams of one sample share their audio and prompt).
-        """
-        if not self.is_initialized:
-            return
-        rows = rows.to(self._key_buffer.device)
-        same_rows = rows.shape[0] == self._key_buffer.shape[0]
-        if start is None or not same_rows:
-            self._allocate(
-                rows.shape[0],
-                self.capacity,
-                self._key_buffer,
-                self._value_buffer,
-                select=rows,
-            )
-            return
-        if start < self.length:
-            for buffer in (self._key_buffer, self._value_buffer):
-                part = buffer[..., start : self.length, :]
-                part.copy_(part[rows])
-
-    def reorder_cache(self, beam_idx):
-        """HF's beam reordering: every position of the rows."""
-        self.select_rows(beam_idx)
-
-    def batch_repeat_interleave(self, repeats):
-        """Repeats each row ``repeats`` times (HF's beam expansion)."""
-        if self.is_initialized:
-            rows = torch.arange(self._key_buffer.shape[0])
-            self.select_rows(rows.repeat_interleave(repeats))
-
-    def batch_select_indices(self, indices):
-        """Keeps the rows ``indices``."""
-        if self.is_initialized:
-            self.select_rows(torch.as_tensor(indices).reshape(-1))
-
-    def reset(self):
-        """Drops the buffers."""
-        self._key_buffer = self._value_buffer = None
-        self.keys = self.values = None
-        self.length = 0
-        self.is_initialized = False
-
-    def crop(self, tokens_to_remove):
-        """Forgets the last ``-tokens_to_remove`` positions."""
-        if tokens_to_remove > 0:
-            raise ValueError("crop takes a negative number of positions")
-        if self.is_initialized:
-            self.length = max(self.length + tokens_to_remove, 0)
-            self._set_views()
 
 
 class AttentionOnlyInjector(torch.nn.Module):
@@ -874,11 +711,12 @@ class AttentionOnlyInjector(torch.nn.Module):
         else:
             n_audio = 0 if audio is None else audio.shape[1]
             lal = set(self.lal_layers)
-            cache = transformers.Cache(
-                layers=[
-                    ReservedCacheLayer(room + (n_audio if i in lal else 0))
+            cache = reserved_cache(
+                self.hf_model.config,
+                [
+                    room + (n_audio if i in lal else 0)
                     for i in range(self.num_layers)
-                ]
+                ],
             )
         if audio is None:
             return cache, None
@@ -939,13 +777,14 @@ class AttentionOnlyInjector(torch.nn.Module):
 
     def _run(self, embeds, masks, positions, cache):
         with self._lal_attention():
-            out = self._decoder()(
+            decoder = self._decoder()
+            out = decoder(
                 inputs_embeds=embeds,
                 attention_mask=masks[0],
                 position_ids=positions,
-                past_key_values=cache,
                 use_cache=True,
                 lal_layer_masks=masks,
+                **{cache_keyword(decoder): cache},
             )
         return out.last_hidden_state
 

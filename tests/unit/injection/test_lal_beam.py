@@ -7,8 +7,8 @@
   (a fresh audio cache, no KV cache) on every running hypothesis;
 * with no LAL layer the injector is the text-only LLM, so its beam search
   must give exactly the tokens of ``CausalLM.generate(num_beams=N)``, i.e.
-  of HF transformers' own beam search;
-* ``ReservedCacheLayer`` against ``torch.cat`` bookkeeping.
+  of HF transformers' own beam search (over the same reserved cache;
+  ``tests/unit/test_kv_cache.py`` checks it against HF's default cache).
 
 The models are float64 so that the cached and uncached logits agree to
 ~1e-12 and the ranking of hypotheses cannot differ by rounding.
@@ -18,11 +18,7 @@ import pytest
 import torch
 import transformers
 
-from audiollm_lobes.injection.lal import (
-    AttentionOnlyInjector,
-    ReservedCacheLayer,
-    beam_search,
-)
+from audiollm_lobes.injection.lal import AttentionOnlyInjector, beam_search
 from audiollm_lobes.llm import CausalLM
 
 HIDDEN, LAYERS, VOCAB, PAD = 32, 4, 61, 0
@@ -266,32 +262,3 @@ def test_beam_search_checks_its_arguments():
     _, _, text, text_mask = _batch(0)
     with pytest.raises(ValueError, match="num_beams"):
         lal.generate(None, None, text, text_mask, 2, num_beams=1.5)
-
-
-# ---------------------------------------------------------- cache layer
-def test_reserved_cache_layer_is_a_growing_concatenation():
-    gen = torch.Generator().manual_seed(0)
-    layer = ReservedCacheLayer(capacity=4)
-    keys = values = None
-    for n in (3, 1, 1, 2, 1):  # grows past its capacity twice
-        k = torch.randn(2, 3, n, 5, generator=gen)
-        v = torch.randn(2, 3, n, 5, generator=gen)
-        got_k, got_v = layer.update(k, v)
-        keys = k if keys is None else torch.cat([keys, k], 2)
-        values = v if values is None else torch.cat([values, v], 2)
-        assert torch.equal(got_k, keys) and torch.equal(got_v, values)
-        assert layer.get_seq_length() == keys.shape[2] <= layer.capacity
-    # expansion to 4 rows, then a reorder of positions 5.. only
-    rows = torch.tensor([1, 0, 1, 1])
-    layer.select_rows(rows)
-    keys, values = keys[rows], values[rows]
-    assert torch.equal(layer.keys, keys)
-    perm = torch.tensor([2, 2, 0, 3])
-    layer.select_rows(perm, start=5)
-    keys[:, :, 5:] = keys[perm, :, 5:]
-    values[:, :, 5:] = values[perm, :, 5:]
-    assert torch.equal(layer.keys, keys) and torch.equal(layer.values, values)
-    # decoding continues in place after the reorder
-    k = torch.randn(4, 3, 1, 5, generator=gen)
-    got_k, _ = layer.update(k, k)
-    assert torch.equal(got_k, torch.cat([keys, k], 2))
