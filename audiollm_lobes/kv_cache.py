@@ -5,10 +5,11 @@ with the new key/value at every decoding step: a copy of every cached
 position (a long audio prefix included) for every layer and every token.
 ``ReservedCacheLayer`` allocates the positions to come once and writes
 each step in place; ``reserved_cache`` builds a cache of them for a model
-(keeping the layers HF would make for sliding-window attention), and
-``cache_keyword`` names the keyword a model's ``forward`` takes the cache
-under (``cache`` in recent transformers, ``past_key_values`` before).
-``CausalLM.generate`` and LAL's decoding both use them.
+(keeping the layers HF would make for sliding-window attention; used by
+``CausalLM.generate``), and ``cache_keyword`` names the keyword a model's
+``forward`` takes the cache under (``cache`` in recent transformers,
+``past_key_values`` before). LAL decodes into ``ReservedCacheLayer``s too,
+full-attention ones in every layer (it attends through its own masks).
 
 Authors
  * audiollm-lobes developers, 2026
@@ -224,8 +225,6 @@ def reserved_cache(config, capacity):
             f"capacity must give one value per layer ({n_layers}); got "
             f"{len(capacity)}"
         )
-    if not cache.layers:  # a cache that adds its layers lazily
-        cache.layers = [DynamicLayer() for _ in range(n_layers)]
     for i, layer in enumerate(cache.layers):
         if type(layer) is DynamicLayer:
             cache.layers[i] = ReservedCacheLayer(capacity[i])

@@ -61,8 +61,11 @@ Supported families: decoder-only HF models with the Llama layout
 (``model.layers[i].self_attn.{k_proj, v_proj}``, ``input_layernorm``,
 rotate-half RoPE), e.g. Llama, Mistral, Qwen2, Qwen3, and Phi-3, whose
 fused ``qkv_proj`` is sliced to its key and value rows
-(``frozen_kv_rows``); sliding-window layers and logit soft-capping in
-attention are rejected. Tested against a float64 reference on tiny
+(``frozen_kv_rows``); sliding-window layer types and logit soft-capping
+in attention are rejected, and a window a config declares without layer
+types (Phi-3-mini's 2047, Mistral-7B-v0.1's 4096) is not applied: LAL's
+caches are full-attention layers and its masks cover every position.
+Tested against a float64 reference on tiny
 Llama, Qwen2, Mistral and Phi-3 models
 (``tests/unit/injection/test_lal_families.py``).
 
@@ -74,9 +77,10 @@ import contextlib
 
 import torch
 import transformers
+from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from audiollm_lobes.kv_cache import cache_keyword, reserved_cache
+from audiollm_lobes.kv_cache import ReservedCacheLayer, cache_keyword
 from audiollm_lobes.llm import CausalLM, decode_loop, next_token_loss
 from audiollm_lobes.masks import positions_from_mask
 
@@ -706,18 +710,21 @@ class AttentionOnlyInjector(torch.nn.Module):
         ([0, 4], torch.Size([2, 4]))
         """
         audio, audio_mask = self._check_audio(audio, audio_mask)
+        # full-attention layers whatever the config says: LAL attends
+        # through its own masks, and a sliding-window layer (which HF makes
+        # when a config declares a window, e.g. Phi-3-mini) would drop the
+        # oldest positions, audio first
         if room is None:
-            cache = transformers.DynamicCache(config=self.hf_model.config)
+            layers = [DynamicLayer() for _ in range(self.num_layers)]
         else:
             n_audio = 0 if audio is None else audio.shape[1]
             lal = set(self.lal_layers)
-            cache = reserved_cache(
-                self.hf_model.config,
-                [
-                    room + (n_audio if i in lal else 0)
-                    for i in range(self.num_layers)
-                ],
-            )
+            layers = [
+                ReservedCacheLayer(room + (n_audio if i in lal else 0))
+                for i in range(self.num_layers)
+            ]
+        cache = transformers.DynamicCache()
+        cache.layers = layers
         if audio is None:
             return cache, None
         audio = _zero_padding(audio, audio_mask)

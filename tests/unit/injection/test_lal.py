@@ -521,3 +521,35 @@ def test_works_through_the_causal_lm_wrapper(tmp_path):
     after = (out == lm.eos_id).long().cumsum(1) - (out == lm.eos_id).long()
     assert torch.all(out[after > 0] == lm.pad_id)
     assert lm.model.config._attn_implementation != LAL_ATTENTION
+
+
+def test_a_config_sliding_window_does_not_crop_the_audio():
+    # Phi-3-mini (2047) and Mistral-7B-v0.1 (4096) declare a sliding
+    # window without per-layer types, so HF's own cache for their config
+    # would keep only the last positions of each layer, audio included.
+    # LAL attends through its own full masks: the window shorter than
+    # audio + text here must change nothing, in the loss or in decoding.
+    common = dict(_config("llama").to_dict())
+    for key in ("architectures", "model_type", "transformers_version"):
+        common.pop(key, None)
+    torch.manual_seed(0)
+    windowed = transformers.MistralForCausalLM(
+        transformers.MistralConfig(**{**common, "sliding_window": 3})
+    ).eval()
+    full = transformers.MistralForCausalLM(
+        transformers.MistralConfig(**{**common, "sliding_window": None})
+    ).eval()
+    full.load_state_dict(windowed.state_dict())
+    lals = [
+        _injector(m, HIDDEN, lal_layers=[1, 2, 3]) for m in (windowed, full)
+    ]
+    for lal in lals:
+        _perturb(lal)
+    audio, audio_mask, text, text_mask = _batch(torch.float32, seed=2)
+    logits = [lal(text, text_mask, audio, audio_mask) for lal in lals]
+    torch.testing.assert_close(logits[0], logits[1], rtol=0, atol=1e-5)
+    tokens = [
+        lal.generate(audio, audio_mask, text, text_mask, 6, eos_ids=[])
+        for lal in lals
+    ]
+    assert torch.equal(tokens[0], tokens[1])
